@@ -1,0 +1,27 @@
+//! Mote's compute kernels: one module per op family.
+//!
+//! Every op has a scalar `ref_*` kernel that is always compiled and defines correct
+//! behaviour. Fast paths (`core::simd`, feature `simd`) sit beside them and are tested
+//! against them. Activations and accumulation are f32; weights are f16 or f32 ([`Src`]).
+//!
+//! Kernels do not validate shapes: the runtime validates every shape once, when a model
+//! is parsed, and then calls kernels with slices of exactly the documented lengths.
+//! Kernels never index past a slice (they iterate with `chunks_exact`/`zip`), so a wrong
+//! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
+#![cfg_attr(not(test), no_std)]
+
+pub mod activation;
+pub mod attention;
+pub mod elementwise;
+pub mod math;
+pub mod matmul;
+pub mod norm;
+pub mod patch;
+mod src;
+
+pub use activation::Activation;
+pub use attention::AttentionShape;
+pub use src::Src;
+
+#[cfg(test)]
+mod testutil;

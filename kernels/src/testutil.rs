@@ -1,0 +1,158 @@
+//! Test helpers shared by the kernel modules' tests: sizes, data, f64 references,
+//! tolerance checks, and the "never panics except on a debug_assert" harness.
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+use half::f16;
+use proptest::prelude::*;
+
+use crate::Activation;
+
+/// Sizes every shape dimension is drawn from, besides a random range: empty, one, around
+/// the 4- and 8-lane boundaries of the future SIMD kernels, and past 16.
+pub const EDGE_SIZES: [usize; 10] = [0, 1, 3, 4, 5, 7, 8, 9, 16, 17];
+
+/// A dimension: an edge size, or anything in `0..=max`.
+pub fn dim(max: usize) -> impl Strategy<Value = usize> {
+    prop_oneof![proptest::sample::select(&EDGE_SIZES[..]), 0..=max]
+}
+
+/// Deterministic uniform values in `[lo, hi)` (splitmix64), so proptest only has to
+/// generate and shrink shapes and a seed.
+pub fn values(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
+            lo + (hi - lo) * unit
+        })
+        .collect()
+}
+
+/// `v` rounded to f16, and the same values widened back to f32 (what an f16 kernel sees).
+pub fn to_f16(v: &[f32]) -> (Vec<f16>, Vec<f32>) {
+    let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+    let w = h.iter().map(|x| x.to_f32()).collect();
+    (h, w)
+}
+
+/// The closed-form activation, in f64.
+pub fn act_f64(act: Activation, x: f64) -> f64 {
+    use std::f64::consts::{FRAC_1_SQRT_2, PI};
+    match act {
+        Activation::None => x,
+        Activation::GeluErf => 0.5 * x * (1.0 + libm::erf(x * FRAC_1_SQRT_2)),
+        Activation::GeluTanh => 0.5 * x * (1.0 + ((2.0 / PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Tanh => x.tanh(),
+        Activation::Relu => x.max(0.0),
+    }
+}
+
+pub fn activation() -> impl Strategy<Value = Activation> {
+    proptest::sample::select(&ALL_ACTIVATIONS[..])
+}
+
+pub const ALL_ACTIVATIONS: [Activation; 6] =
+    [Activation::None, Activation::GeluErf, Activation::GeluTanh, Activation::Silu, Activation::Tanh, Activation::Relu];
+
+/// Asserts `|got[i] - want[i]| <= tol * (1 + scale[i])` for every `i`, and equal lengths.
+/// `scale[i]` is the magnitude the error is relative to (e.g. `Σ|x_k w_k|` for a dot
+/// product, `|want[i]|` otherwise).
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert_eq!(scale.len(), want.len(), "{what}: scale length");
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        assert!(err <= tol * (1.0 + s), "{what}[{i}]: got {g}, want {w}, |err| {err:e} > {tol:e} * (1 + {s})");
+    }
+}
+
+/// [`assert_close`] with the magnitude of the expected value as scale.
+pub fn assert_close_rel(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    let scale: Vec<f64> = want.iter().map(|w| w.abs()).collect();
+    assert_close(what, got, want, &scale, tol);
+}
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a kernel handed inconsistent lengths. It may give any answer, and with debug
+/// assertions on it may fail a `debug_assert!`, but nothing else: no out-of-bounds index,
+/// no arithmetic overflow, no zero chunk size, no hang.
+pub fn assert_no_oob(f: impl FnOnce()) {
+    if let Err(msg) = check_no_oob(f) {
+        panic!("kernel panicked with something other than a debug_assert: {msg}");
+    }
+}
+
+/// `Err(panic message)` when `f` panics other than through a failed `debug_assert!`.
+/// The panic is caught silently.
+fn check_no_oob(f: impl FnOnce()) -> Result<(), String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    let Err(payload) = result else {
+        return Ok(());
+    };
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("<non-string panic>");
+    if cfg!(debug_assertions) && msg.starts_with("assertion") { Ok(()) } else { Err(msg.to_owned()) }
+}
+
+/// A length or shape parameter for the wrong-lengths tests: small, or absurdly large (to
+/// catch unchecked `*` and `+` on shapes).
+pub fn any_len() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        8 => 0usize..=40,
+        1 => Just(usize::MAX),
+        1 => Just(usize::MAX / 2 + 1),
+        1 => Just(1usize << 33),
+    ]
+}
+
+/// Lengths of slices for the wrong-lengths tests (never huge: they are allocated).
+pub fn slice_len() -> impl Strategy<Value = usize> {
+    0usize..=64
+}
+
+#[test]
+fn no_oob_harness_rejects_other_panics() {
+    let index = check_no_oob(|| {
+        let v = std::hint::black_box(vec![0.0f32; 3]);
+        let _ = v[std::hint::black_box(5)];
+    });
+    assert!(index.is_err_and(|m| m.contains("out of bounds")));
+    if cfg!(debug_assertions) {
+        let overflow = check_no_oob(|| {
+            let _ = std::hint::black_box(usize::MAX) * std::hint::black_box(2);
+        });
+        assert!(overflow.is_err_and(|m| m.contains("overflow")));
+    }
+    // A failed debug_assert is accepted (with debug assertions; else it cannot happen).
+    // Kernels use `debug_assert!(cond)` without a message, or `debug_assert_eq!`, whose
+    // messages start with "assertion".
+    assert_eq!(check_no_oob(|| debug_assert!(std::hint::black_box(false))), Ok(()));
+    assert_eq!(check_no_oob(|| debug_assert_eq!(std::hint::black_box(1), 2, "x: [m, k]")), Ok(()));
+    assert!(check_no_oob(|| panic!("shape")).is_err());
+}

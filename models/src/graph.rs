@@ -1,0 +1,348 @@
+//! The op graph a recipe builds: tensors (weights with their bytes, activations) and
+//! ops in execution order. The planner assigns arena offsets; the writer serialises it.
+
+use std::collections::HashMap;
+
+use half::f16;
+use mote_runtime::format::{ATTN_CAUSAL, MAX_OP_INPUTS, MAX_OP_PARAMS};
+use mote_runtime::{Activation, DType, OpCode};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::tensor::HostTensor;
+
+pub type TensorId = u32;
+
+/// How matrices are stored in the `.mote` (vectors such as biases and norm weights are
+/// always f32: they are tiny and keep accuracy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WeightDType {
+    #[default]
+    F16,
+    F32,
+}
+
+impl WeightDType {
+    pub fn dtype(self) -> DType {
+        match self {
+            WeightDType::F16 => DType::F16,
+            WeightDType::F32 => DType::F32,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum TensorKind {
+    /// Read-only bytes stored in the file (already in the tensor's dtype).
+    Weight(Vec<u8>),
+    /// Scratch: lives from the op that writes it to the last op that reads it.
+    Activation,
+    /// Lives for the whole life of the interpreter (KV cache, recurrent state).
+    Persistent,
+}
+
+#[derive(Clone, Debug)]
+pub struct TensorDef {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub kind: TensorKind,
+}
+
+impl TensorDef {
+    pub fn elems(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> usize {
+        self.elems() * self.dtype.size_bytes()
+    }
+    pub fn cols(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+    pub fn rows(&self) -> usize {
+        self.elems() / self.cols().max(1)
+    }
+    pub fn is_weight(&self) -> bool {
+        matches!(self.kind, TensorKind::Weight(_))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OpDef {
+    pub opcode: OpCode,
+    pub inputs: [Option<TensorId>; MAX_OP_INPUTS],
+    pub output: TensorId,
+    pub params: [u32; MAX_OP_PARAMS],
+}
+
+/// A model as ops over tensors, ready to plan and write.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub architecture: String,
+    pub config_json: String,
+    pub weight_dtype: WeightDType,
+    pub tensors: Vec<TensorDef>,
+    pub ops: Vec<OpDef>,
+    pub inputs: Vec<TensorId>,
+    pub outputs: Vec<TensorId>,
+    /// Weights already added, by checkpoint name (tied weights are stored once).
+    weight_ids: HashMap<String, TensorId>,
+}
+
+fn f32_bits(x: f32) -> u32 {
+    x.to_bits()
+}
+
+impl Graph {
+    pub fn new(architecture: &str, config_json: String, weight_dtype: WeightDType) -> Self {
+        Graph {
+            architecture: architecture.to_string(),
+            config_json,
+            weight_dtype,
+            tensors: Vec::new(),
+            ops: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            weight_ids: HashMap::new(),
+        }
+    }
+
+    pub fn tensor(&self, id: TensorId) -> &TensorDef {
+        &self.tensors[id as usize]
+    }
+
+    fn push(&mut self, name: String, dtype: DType, shape: Vec<usize>, kind: TensorKind) -> TensorId {
+        self.tensors.push(TensorDef { name, dtype, shape, kind });
+        (self.tensors.len() - 1) as TensorId
+    }
+
+    /// A model input (f32 activation).
+    pub fn input(&mut self, name: &str, shape: Vec<usize>) -> TensorId {
+        let id = self.push(name.to_string(), DType::F32, shape, TensorKind::Activation);
+        self.inputs.push(id);
+        id
+    }
+
+    /// Names `id` as a model output.
+    pub fn output(&mut self, id: TensorId, name: &str) {
+        self.tensors[id as usize].name = name.to_string();
+        self.outputs.push(id);
+    }
+
+    /// An activation produced by the next op.
+    pub fn activation(&mut self, name: &str, shape: Vec<usize>) -> TensorId {
+        self.push(name.to_string(), DType::F32, shape, TensorKind::Activation)
+    }
+
+    /// Adds `t` as a weight called `name`, stored as `dtype`.
+    pub fn weight_from(&mut self, name: &str, t: &HostTensor, dtype: DType) -> Result<TensorId> {
+        let values = t.as_f32().ok_or_else(|| Error::TensorDType { name: name.into(), dtype: "integer".into() })?;
+        if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { name: name.into(), value: bad });
+        }
+        let bytes = match dtype {
+            DType::F16 => {
+                if let Some(&big) = values.iter().find(|v| v.abs() > f16::MAX.to_f32()) {
+                    return Err(Error::F16Range { name: name.into(), value: big });
+                }
+                values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
+            }
+            DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::I32 => return Err(Error::TensorDType { name: name.into(), dtype: "i32 weight".into() }),
+        };
+        Ok(self.push(name.to_string(), dtype, t.shape.clone(), TensorKind::Weight(bytes)))
+    }
+
+    fn checkpoint_weight(&mut self, ckpt: &Checkpoint, name: &str, shape: &[usize], dtype: DType) -> Result<TensorId> {
+        if let Some(&id) = self.weight_ids.get(name) {
+            return Ok(id);
+        }
+        let t = ckpt.tensor(name, shape)?;
+        let id = self.weight_from(name, &t, dtype)?;
+        self.weight_ids.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// A matrix from the checkpoint, stored in the graph's weight dtype.
+    pub fn matrix(&mut self, ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<TensorId> {
+        let dtype = self.weight_dtype.dtype();
+        self.checkpoint_weight(ckpt, name, shape, dtype)
+    }
+
+    /// A vector (bias, norm weight) from the checkpoint, stored as f32.
+    pub fn vector(&mut self, ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<TensorId> {
+        self.checkpoint_weight(ckpt, name, shape, DType::F32)
+    }
+
+    /// [`vector`](Self::vector), or None when the checkpoint lacks it and `present` is false.
+    pub fn opt_vector(
+        &mut self,
+        ckpt: &Checkpoint,
+        name: &str,
+        shape: &[usize],
+        present: bool,
+    ) -> Result<Option<TensorId>> {
+        if present { self.vector(ckpt, name, shape).map(Some) } else { Ok(None) }
+    }
+
+    /// Stacks several checkpoint tensors of the same width along rows into one weight
+    /// (e.g. query, key, value projections into one fused QKV matrix).
+    pub fn stacked(
+        &mut self,
+        ckpt: &Checkpoint,
+        fused_name: &str,
+        parts: &[(String, Vec<usize>)],
+        dtype: DType,
+    ) -> Result<TensorId> {
+        let mut data = Vec::new();
+        let mut rows = 0;
+        let width = |s: &[usize]| if s.len() == 1 { 1 } else { s.last().copied().unwrap_or(1) };
+        let cols = parts.first().map_or(1, |(_, s)| width(s));
+        for (name, shape) in parts {
+            if width(shape) != cols || shape.len() != parts[0].1.len() {
+                return Err(Error::TensorShape {
+                    name: name.clone(),
+                    expected: parts[0].1.clone(),
+                    found: shape.clone(),
+                });
+            }
+            let t = ckpt.tensor(name, shape)?;
+            rows += t.elems() / cols;
+            data.extend(t.to_f32());
+        }
+        let shape = if cols == 1 && parts.iter().all(|(_, s)| s.len() == 1) { vec![rows] } else { vec![rows, cols] };
+        self.weight_from(fused_name, &HostTensor::f32(shape, data), dtype)
+    }
+
+    fn op(&mut self, opcode: OpCode, inputs: &[Option<TensorId>], output: TensorId, params: &[u32]) {
+        let mut ins = [None; MAX_OP_INPUTS];
+        ins[..inputs.len()].copy_from_slice(inputs);
+        let mut ps = [0u32; MAX_OP_PARAMS];
+        ps[..params.len()].copy_from_slice(params);
+        self.ops.push(OpDef { opcode, inputs: ins, output, params: ps });
+    }
+
+    /// `act(x w^T + bias) + residual`; x: [.., k], w: [n, k] -> [.., n].
+    pub fn matmul(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        w: TensorId,
+        bias: Option<TensorId>,
+        residual: Option<TensorId>,
+        act: Activation,
+    ) -> TensorId {
+        let (m, k) = (self.tensor(x).rows(), self.tensor(x).cols());
+        let n = self.tensor(w).rows();
+        let mut shape = self.tensor(x).shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        let out = self.activation(name, shape);
+        self.op(OpCode::MatMul, &[Some(x), Some(w), bias, residual], out, &[m as u32, k as u32, n as u32, act.code()]);
+        out
+    }
+
+    pub fn layer_norm(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        gamma: TensorId,
+        beta: Option<TensorId>,
+        eps: f32,
+    ) -> TensorId {
+        let shape = self.tensor(x).shape.clone();
+        let dim = self.tensor(x).cols() as u32;
+        let out = self.activation(name, shape);
+        self.op(OpCode::LayerNorm, &[Some(x), Some(gamma), beta], out, &[dim, f32_bits(eps)]);
+        out
+    }
+
+    pub fn rms_norm(&mut self, name: &str, x: TensorId, gamma: TensorId, eps: f32) -> TensorId {
+        let shape = self.tensor(x).shape.clone();
+        let dim = self.tensor(x).cols() as u32;
+        let out = self.activation(name, shape);
+        self.op(OpCode::RmsNorm, &[Some(x), Some(gamma)], out, &[dim, f32_bits(eps)]);
+        out
+    }
+
+    /// Multi-head attention over a fused qkv tensor [t, (heads + 2*kv_heads) * head_dim]
+    /// laid out [q | k | v]; output [t, heads * head_dim].
+    pub fn attention(
+        &mut self,
+        name: &str,
+        qkv: TensorId,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        causal: bool,
+    ) -> TensorId {
+        let t = self.tensor(qkv).rows();
+        let out = self.activation(name, vec![t, heads * head_dim]);
+        let (q_col, k_col, v_col) = (0, heads * head_dim, (heads + kv_heads) * head_dim);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let flags = if causal { ATTN_CAUSAL } else { 0 };
+        let params = [heads, kv_heads, head_dim, q_col, k_col, v_col].map(|x| x as u32);
+        self.op(
+            OpCode::Attention,
+            &[Some(qkv), Some(qkv), Some(qkv)],
+            out,
+            &[params[0], params[1], params[2], params[3], params[4], params[5], flags, f32_bits(scale)],
+        );
+        out
+    }
+
+    /// Conv2d with kernel = stride = patch over image [1, c, h, w]; weight [dim, c, p, p].
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_embed(
+        &mut self,
+        name: &str,
+        image: TensorId,
+        w: TensorId,
+        bias: Option<TensorId>,
+        c: usize,
+        h: usize,
+        wd: usize,
+        patch: usize,
+        dim: usize,
+    ) -> TensorId {
+        let out = self.activation(name, vec![(h / patch) * (wd / patch), dim]);
+        self.op(OpCode::PatchEmbed, &[Some(image), Some(w), bias], out, &[c, h, wd, patch, dim].map(|x| x as u32));
+        out
+    }
+
+    pub fn concat_rows(&mut self, name: &str, a: TensorId, b: TensorId) -> TensorId {
+        let cols = self.tensor(b).cols();
+        let rows = self.tensor(a).rows() + self.tensor(b).rows();
+        let out = self.activation(name, vec![rows, cols]);
+        self.op(OpCode::ConcatRows, &[Some(a), Some(b)], out, &[]);
+        out
+    }
+
+    pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> TensorId {
+        let shape = self.tensor(a).shape.clone();
+        let out = self.activation(name, shape);
+        self.op(OpCode::Add, &[Some(a), Some(b)], out, &[]);
+        out
+    }
+
+    pub fn select_rows(&mut self, name: &str, x: TensorId, start: usize, count: usize) -> TensorId {
+        let cols = self.tensor(x).cols();
+        let out = self.activation(name, vec![count, cols]);
+        self.op(OpCode::SelectRows, &[Some(x)], out, &[start as u32, count as u32]);
+        out
+    }
+
+    /// Changes the declared shape of an activation (same element count), e.g. to give an
+    /// output the `[1, T, D]` shape Hugging Face returns.
+    pub fn reshape(&mut self, id: TensorId, shape: Vec<usize>) {
+        let t = &mut self.tensors[id as usize];
+        debug_assert_eq!(t.elems(), shape.iter().product::<usize>());
+        t.shape = shape;
+    }
+
+    /// Number of weight elements.
+    pub fn parameter_count(&self) -> usize {
+        self.tensors.iter().filter(|t| t.is_weight()).map(TensorDef::elems).sum()
+    }
+}

@@ -1,0 +1,127 @@
+//! Mote's converter: a Hugging Face checkpoint directory -> op graph (per-architecture
+//! recipe) -> memory plan -> `.mote` bytes; and a host runner for converted models.
+
+mod blocks;
+pub mod checkpoint;
+pub mod compare;
+pub mod config;
+pub mod error;
+pub mod graph;
+pub mod host;
+pub mod planner;
+pub mod tensor;
+pub mod vit;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use checkpoint::Checkpoint;
+pub use error::{Error, Result, RunError};
+pub use graph::{Graph, WeightDType};
+pub use planner::Plan;
+pub use tensor::{HostTensor, TensorData};
+
+/// Architectures the converter reads, by their `config.json` `architectures` name.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["ViTForImageClassification", "ViTModel"];
+
+/// Conversion settings.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    /// Storage type of matrices (vectors are always f32).
+    pub dtype: WeightDType,
+    /// Fail if the `.mote` file would be larger than this.
+    pub max_flash: Option<usize>,
+    /// Fail if the arena would be larger than this.
+    pub max_arena: Option<usize>,
+}
+
+/// What a conversion produced, with the numbers a firmware engineer budgets with.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    pub bytes: Vec<u8>,
+    pub architecture: String,
+    pub parameters: usize,
+    pub ops: usize,
+    pub tensors: usize,
+    pub op_counts: BTreeMap<&'static str, usize>,
+    pub flash_bytes: usize,
+    pub weight_bytes: usize,
+    pub arena_bytes: usize,
+    pub persistent_bytes: usize,
+    pub lower_bound_bytes: usize,
+    pub inputs: Vec<(String, Vec<usize>)>,
+    pub outputs: Vec<(String, Vec<usize>)>,
+}
+
+/// The architecture named by a config: `architectures[0]`, else from `model_type`.
+pub fn architecture_of(cfg: &serde_json::Value) -> Result<String> {
+    if let Some(a) = cfg.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str()) {
+        return Ok(a.to_string());
+    }
+    match cfg.get("model_type").and_then(|m| m.as_str()) {
+        Some("vit") => Ok("ViTModel".into()),
+        Some(other) => Ok(format!("model_type {other:?}")),
+        None => Err(Error::Config {
+            key: "architectures".into(),
+            msg: "neither architectures nor model_type is set".into(),
+        }),
+    }
+}
+
+/// Builds the op graph for a checkpoint.
+pub fn build_graph(ckpt: &Checkpoint, dtype: WeightDType) -> Result<Graph> {
+    let arch = architecture_of(&ckpt.config)?;
+    let config_json = serde_json::to_string(&ckpt.config).unwrap_or_default();
+    let mut g = Graph::new(&arch, config_json, dtype);
+    match arch.as_str() {
+        "ViTForImageClassification" => vit::build(&mut g, ckpt, true)?,
+        "ViTModel" => vit::build(&mut g, ckpt, false)?,
+        _ => {
+            return Err(Error::UnknownArchitecture { found: arch, supported: SUPPORTED_ARCHITECTURES.to_vec() });
+        }
+    }
+    Ok(g)
+}
+
+/// Plans, verifies and writes a graph.
+pub fn compile(g: &Graph, opts: &ConvertOptions) -> Result<Converted> {
+    let plan = planner::plan(g);
+    planner::verify(g, &plan).map_err(Error::Plan)?;
+    let bytes = writer::write(g, &plan)?;
+    let weight_bytes = g.tensors.iter().map(|t| if t.is_weight() { t.bytes() } else { 0 }).sum();
+    let mut op_counts = BTreeMap::new();
+    for op in &g.ops {
+        *op_counts.entry(op.opcode.name()).or_insert(0) += 1;
+    }
+    let io = |ids: &[u32]| ids.iter().map(|&i| (g.tensor(i).name.clone(), g.tensor(i).shape.clone())).collect();
+    let c = Converted {
+        architecture: g.architecture.clone(),
+        parameters: g.parameter_count(),
+        ops: g.ops.len(),
+        tensors: g.tensors.len(),
+        op_counts,
+        flash_bytes: bytes.len(),
+        weight_bytes,
+        arena_bytes: plan.arena_bytes,
+        persistent_bytes: plan.persistent_bytes,
+        lower_bound_bytes: plan.lower_bound_bytes,
+        inputs: io(&g.inputs),
+        outputs: io(&g.outputs),
+        bytes,
+    };
+    if let Some(budget) = opts.max_flash.filter(|&b| c.flash_bytes > b) {
+        return Err(Error::OverBudget { what: "flash", needed: c.flash_bytes, budget });
+    }
+    if let Some(budget) = opts.max_arena.filter(|&b| c.arena_bytes > b) {
+        return Err(Error::OverBudget { what: "arena", needed: c.arena_bytes, budget });
+    }
+    Ok(c)
+}
+
+/// Converts a Hugging Face model directory.
+pub fn convert_dir(dir: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    let ckpt = Checkpoint::open(dir)?;
+    let g = build_graph(&ckpt, opts.dtype)?;
+    compile(&g, opts)
+}

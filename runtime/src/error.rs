@@ -1,0 +1,85 @@
+//! The runtime's one error type. Every problem a model file, an arena or an input can
+//! have is one of these, with the numbers that say what is wrong.
+
+use core::fmt;
+
+/// Errors from parsing a `.mote`, binding an arena, or setting inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The buffer ends before `what` does.
+    Truncated { what: &'static str, needed: usize, available: usize },
+    /// The file does not start with the `.mote` magic.
+    BadMagic,
+    /// A format version this runtime does not read.
+    UnsupportedVersion { found: u32, supported: u32 },
+    /// The stored CRC-32 does not match the bytes.
+    ChecksumMismatch { stored: u32, computed: u32 },
+    /// A header field has an impossible value.
+    BadHeader { field: &'static str, value: u32 },
+    /// The model buffer (or its weights) is not aligned as the format requires.
+    Misaligned { what: &'static str, align: usize },
+    /// A section's range lies outside the file or overlaps another section.
+    BadSection { kind: u32, reason: &'static str },
+    /// A required section is absent.
+    MissingSection { kind: &'static str },
+    /// A tensor record is invalid.
+    BadTensor { index: u32, reason: &'static str },
+    /// An op record is invalid.
+    BadOp { index: u32, opcode: u32, reason: &'static str },
+    /// A string (name, architecture, config) is out of range or not UTF-8.
+    BadString { what: &'static str },
+    /// The arena is smaller than the model's plan.
+    ArenaTooSmall { needed: usize, available: usize },
+    /// No input or output has that name.
+    UnknownName { what: &'static str },
+    /// An input was given the wrong number of elements.
+    InputSize { expected: usize, got: usize },
+    /// The tensor has another element type than the one asked for.
+    WrongDType { expected: &'static str, found: &'static str },
+    /// A value read from an input is out of the range the model accepts.
+    InputOutOfRange { index: usize, value: i64, limit: i64 },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match *self {
+            Truncated { what, needed, available } => {
+                write!(f, "truncated model: {what} needs {needed} bytes but only {available} are there")
+            }
+            BadMagic => write!(f, "not a .mote file (bad magic)"),
+            UnsupportedVersion { found, supported } => {
+                write!(f, ".mote format version {found} is not supported (this runtime reads version {supported})")
+            }
+            ChecksumMismatch { stored, computed } => {
+                write!(f, "corrupted model: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
+            BadHeader { field, value } => write!(f, "bad header: {field} = {value}"),
+            Misaligned { what, align } => write!(f, "{what} is not aligned to {align} bytes"),
+            BadSection { kind, reason } => {
+                write!(f, "bad section {} ({kind}): {reason}", crate::format::section::name(kind))
+            }
+            MissingSection { kind } => write!(f, "missing section {kind}"),
+            BadTensor { index, reason } => write!(f, "bad tensor #{index}: {reason}"),
+            BadOp { index, opcode, reason } => {
+                let name = crate::format::OpCode::from_code(opcode).map_or("unknown", |o| o.name());
+                write!(f, "bad op #{index} ({name}, opcode {opcode}): {reason}")
+            }
+            BadString { what } => write!(f, "bad string: {what}"),
+            ArenaTooSmall { needed, available } => {
+                write!(f, "arena too small: needed {needed} bytes, available {available} bytes")
+            }
+            UnknownName { what } => write!(f, "no {what} with that name"),
+            InputSize { expected, got } => write!(f, "input has {got} elements but the model expects {expected}"),
+            WrongDType { expected, found } => {
+                write!(f, "tensor is {found}, not {expected}")
+            }
+            InputOutOfRange { index, value, limit } => {
+                write!(f, "input element {index} is {value}, outside the accepted range 0..{limit}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

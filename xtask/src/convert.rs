@@ -1,0 +1,69 @@
+//! `cargo xtask convert <HF_DIR> -o <FILE.mote>`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use mote_models::{ConvertOptions, Converted, WeightDType};
+
+use crate::util::{bytes, parse_bytes, thousands};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hugging Face model directory: config.json and model.safetensors (or a sharded index).
+    pub dir: PathBuf,
+    /// Output .mote file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Storage type of weight matrices (biases and norms stay f32).
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    pub dtype: String,
+    /// Fail if the .mote would be larger than this (e.g. 1M, 512K).
+    #[arg(long, value_parser = parse_bytes)]
+    pub max_flash: Option<usize>,
+    /// Fail if the arena would be larger than this (e.g. 256K).
+    #[arg(long, value_parser = parse_bytes)]
+    pub max_arena: Option<usize>,
+}
+
+pub fn options(a: &Args) -> ConvertOptions {
+    ConvertOptions {
+        dtype: if a.dtype == "f32" { WeightDType::F32 } else { WeightDType::F16 },
+        max_flash: a.max_flash,
+        max_arena: a.max_arena,
+    }
+}
+
+/// The summary `convert` and `demo` print.
+pub fn print_summary(c: &Converted) {
+    println!("architecture      {}", c.architecture);
+    println!("parameters        {}", thousands(c.parameters));
+    let ops: Vec<String> = c.op_counts.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+    println!("ops               {} ({})", c.ops, ops.join(", "));
+    for (name, shape) in &c.inputs {
+        println!("input             {name} {shape:?}");
+    }
+    for (name, shape) in &c.outputs {
+        println!("output            {name} {shape:?}");
+    }
+    println!("flash bytes       {} (weights {})", bytes(c.flash_bytes), bytes(c.weight_bytes));
+    let pct = if c.lower_bound_bytes > 0 { 100.0 * c.arena_bytes as f64 / c.lower_bound_bytes as f64 } else { 100.0 };
+    println!(
+        "arena bytes       {} (lower bound {}, plan at {pct:.1}% of it)",
+        bytes(c.arena_bytes),
+        bytes(c.lower_bound_bytes)
+    );
+    println!("state bytes       {} (persistent part of the arena)", bytes(c.persistent_bytes));
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let converted =
+        mote_models::convert_dir(&a.dir, &options(&a)).with_context(|| format!("converting {}", a.dir.display()))?;
+    print_summary(&converted);
+    if let Some(parent) = a.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&a.output, &converted.bytes).with_context(|| format!("writing {}", a.output.display()))?;
+    println!("wrote             {}", a.output.display());
+    Ok(ExitCode::SUCCESS)
+}

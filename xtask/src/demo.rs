@@ -1,0 +1,87 @@
+//! `cargo xtask demo`: the bundled ViT trained on scikit-learn's 8x8 digits, converted
+//! and run on the host over its test split.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use mote_models::compare::compare;
+use mote_models::host::{AlignedBytes, run_batched};
+use mote_models::tensor::read_safetensors;
+use mote_models::{ConvertOptions, HostTensor};
+use mote_runtime::Model;
+
+use crate::convert::print_summary;
+use crate::util::thousands;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory (default: the bundled demo/digits-vit).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Where to write the converted model.
+    #[arg(long, default_value = "target/demo/digits-vit.mote")]
+    pub output: PathBuf,
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let dir = a.model_dir.unwrap_or_else(|| crate::workspace_root().join("demo/digits-vit"));
+    println!("Mote demo: a ViT trained on scikit-learn's 8x8 digits ({})\n", dir.display());
+    let converted = mote_models::convert_dir(&dir, &ConvertOptions::default())
+        .with_context(|| format!("converting {}", dir.display()))?;
+    print_summary(&converted);
+    let out = if a.output.is_relative() { crate::workspace_root().join(&a.output) } else { a.output.clone() };
+    if let Some(p) = out.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(&out, &converted.bytes)?;
+    println!("wrote             {}\n", out.display());
+
+    let test = read_safetensors(&dir.join("test.safetensors")).context("reading the test split")?;
+    let get = |name: &str| test.get(name).with_context(|| format!("test.safetensors has no {name}"));
+    let (pixels, labels, torch) = (get("pixel_values")?, get("labels")?, get("torch_logits")?);
+    let labels = labels.as_i64().context("labels are not integers")?;
+    let n = pixels.shape.first().copied().unwrap_or(0);
+    if n == 0 || labels.len() != n {
+        bail!("test split is empty or its labels do not match its images");
+    }
+
+    let bytes = AlignedBytes::new(&converted.bytes);
+    let model = Model::parse(&bytes)?;
+    let inputs = BTreeMap::from([("pixel_values".to_string(), pixels.clone())]);
+    // One warm-up pass, then the timed pass over the whole test split.
+    run_batched(&model, &inputs)?;
+    let start = Instant::now();
+    let outputs = run_batched(&model, &inputs)?;
+    let secs = start.elapsed().as_secs_f64();
+    let logits: &HostTensor = outputs.get("logits").context("model has no logits output")?;
+    let (mote, reference) = (logits.to_f32(), torch.to_f32());
+    let classes = logits.shape.last().copied().unwrap_or(1);
+    let mote_pred: Vec<usize> = mote.chunks(classes).map(argmax).collect();
+    let torch_pred: Vec<usize> = reference.chunks(classes).map(argmax).collect();
+    let correct = |pred: &[usize]| pred.iter().zip(labels).filter(|(p, l)| **p as i64 == **l).count();
+    let agree = mote_pred.iter().zip(&torch_pred).filter(|(a, b)| a == b).count();
+    let cmp = compare(&mote, &reference, &logits.shape).context("logit shapes differ from the reference")?;
+
+    println!("test images       {}", thousands(n));
+    println!(
+        "accuracy          {:.2}% (Mote)   {:.2}% (PyTorch)",
+        100.0 * correct(&mote_pred) as f64 / n as f64,
+        100.0 * correct(&torch_pred) as f64 / n as f64
+    );
+    println!("agreement         {:.2}% of predictions equal PyTorch's ({agree}/{n})", 100.0 * agree as f64 / n as f64);
+    println!("logits vs PyTorch max abs error {:.2e}, min cosine {:.6}", cmp.max_abs_error, cmp.min_item_cosine);
+    println!("time per image    {:.1} us (host CPU, one core, scalar kernels)", 1e6 * secs / n as f64);
+    println!(
+        "\nrun it yourself:  cargo xtask infer {} --input {} --output logits.safetensors",
+        out.display(),
+        dir.join("test.safetensors").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

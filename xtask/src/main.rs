@@ -1,0 +1,66 @@
+//! `cargo xtask`: Mote's command line (convert, inspect, infer, validate, demo, ci).
+
+mod ci;
+mod convert;
+mod demo;
+mod infer;
+mod inspect;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Mote: run small neural networks out of one static arena", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Convert a Hugging Face model directory (config.json + safetensors) to a .mote file.
+    Convert(convert::Args),
+    /// Show a .mote file: header, sections, tensors, ops and the arena plan.
+    Inspect(inspect::Args),
+    /// Run a .mote on the host CPU: inputs and outputs are safetensors files.
+    Infer(infer::InferArgs),
+    /// Run a .mote on the host and compare its outputs with reference outputs.
+    Validate(infer::ValidateArgs),
+    /// Convert the bundled digits ViT, run its test set, print accuracy and footprint.
+    Demo(demo::Args),
+    /// Everything CI checks: fmt, clippy, tests, no_std builds, stable scalar build.
+    Ci(ci::Args),
+}
+
+fn main() -> ExitCode {
+    // A panic is a bug; still, users get one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.to_string().replace('\n', " ");
+        eprintln!("error: internal error (please report): {msg}");
+    }));
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Convert(a) => convert::run(a),
+        Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Infer(a) => infer::run_infer(a),
+        Cmd::Validate(a) => infer::run_validate(a),
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Ci(a) => ci::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (for bundled data).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
