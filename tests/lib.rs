@@ -1,1 +1,64 @@
-//! test helpers
+//! Helpers for Mote's integration tests: paths to the committed reference data,
+//! conversion, host runs, and comparisons.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use mote_models::compare::{Comparison, compare};
+use mote_models::host::{AlignedBytes, run_batched};
+use mote_models::tensor::read_safetensors;
+use mote_models::{ConvertOptions, Converted, HostTensor, WeightDType};
+use mote_runtime::Model;
+
+/// `tests/data/<rel>`.
+pub fn data(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// Converts a checkpoint directory with the given weight dtype; panics with the error.
+pub fn convert(dir: &std::path::Path, dtype: WeightDType) -> Converted {
+    mote_models::convert_dir(dir, &ConvertOptions { dtype, ..Default::default() })
+        .unwrap_or_else(|e| panic!("converting {}: {e}", dir.display()))
+}
+
+/// Runs converted bytes on the host over a batch of inputs.
+pub fn run(bytes: &[u8], inputs: &BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTensor> {
+    let buf = AlignedBytes::new(bytes);
+    let model = Model::parse(&buf).unwrap_or_else(|e| panic!("parse: {e}"));
+    run_batched(&model, inputs).unwrap_or_else(|e| panic!("run: {e}"))
+}
+
+/// Reads a safetensors file from the test data.
+pub fn tensors(path: &std::path::Path) -> BTreeMap<String, HostTensor> {
+    read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Compares every output named in `expected` with Mote's, returning (name, comparison).
+pub fn compare_all(
+    got: &BTreeMap<String, HostTensor>,
+    expected: &BTreeMap<String, HostTensor>,
+) -> Vec<(String, Comparison)> {
+    assert!(!expected.is_empty(), "no expected outputs");
+    expected
+        .iter()
+        .map(|(name, want)| {
+            let g = got.get(name).unwrap_or_else(|| panic!("Mote has no output {name}; it has {:?}", got.keys()));
+            assert_eq!(g.shape, want.shape, "shape of {name}");
+            let c = compare(&g.to_f32(), &want.to_f32(), &want.shape).expect("same length");
+            (name.clone(), c)
+        })
+        .collect()
+}
+
+/// A `.mote` with its checksum recomputed after a deliberate edit (to reach the checks
+/// behind the checksum).
+pub fn rechecksum(bytes: &mut [u8]) {
+    use mote_runtime::format::{CHECKSUM_START, header};
+    let crc = mote_runtime::crc32(&bytes[CHECKSUM_START..]);
+    bytes[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
+}

@@ -2,6 +2,7 @@
 //! and the gated linear unit of Llama-style MLPs.
 
 use crate::math::{erff, expf, log1pf, tanhf};
+use crate::src::{debug_assert_shape, debug_assert_shape_eq};
 
 /// A pointwise activation. The discriminant is the stable code stored in model files.
 #[repr(u32)]
@@ -114,8 +115,8 @@ pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
 /// x: [rows, 2*n], each row laid out as [gate: n | up: n]; out: [rows, n]
 /// out[r, i] = act(x[r, i]) * x[r, n + i]
 pub fn ref_glu(x: &[f32], out: &mut [f32], n: usize, act: Activation) {
-    debug_assert_eq!(Some(x.len()), out.len().checked_mul(2), "x: [rows, 2*n]; out: [rows, n]");
-    debug_assert!(n == 0 || out.len() % n == 0);
+    debug_assert_shape_eq!(Some(x.len()), out.len().checked_mul(2), "x: [rows, 2*n]; out: [rows, n]");
+    debug_assert_shape!(n == 0 || out.len() % n == 0);
     if n == 0 {
         return;
     }
@@ -228,6 +229,14 @@ mod tests {
         ref_glu(&x, &mut out, 3, Activation::Silu);
         assert_eq!(out[3], silu(-1.0) * 2.0);
         assert_eq!(out[2], silu(3.0) * 30.0);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "x: [rows, 2*n]; out: [rows, n]")]
+    fn glu_short_out_trips_debug_assert() {
+        let mut out = [0.0f32; 2];
+        ref_glu(&[1.0; 6], &mut out, 3, Activation::Silu);
     }
 
     proptest! {

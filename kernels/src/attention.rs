@@ -2,6 +2,7 @@
 //! optional key padding mask. Streaming ("online") softmax: no score buffer, no scratch.
 
 use crate::math::expf;
+use crate::src::{debug_assert_shape, debug_assert_shape_eq};
 
 /// Shape and layout of one [`ref_attention`] call.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,14 +48,14 @@ pub fn ref_attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, 
     let hd = s.head_dim;
     let width = s.heads.saturating_mul(hd); // out row: [heads*head_dim]
     let kv_width = s.kv_heads.saturating_mul(hd);
-    debug_assert!(s.heads == 0 || (s.kv_heads > 0 && s.heads % s.kv_heads == 0));
-    debug_assert_eq!(Some(out.len()), s.q_rows.checked_mul(width), "out: [q_rows, heads*head_dim]");
-    debug_assert!(s.q_rows <= 1 || s.q_stride >= width);
-    debug_assert!(s.kv_rows <= 1 || s.kv_stride >= kv_width);
-    debug_assert!(span(s.q_rows, s.q_stride, width).is_some_and(|n| q.len() >= n));
-    debug_assert!(span(s.kv_rows, s.kv_stride, kv_width).is_some_and(|n| k.len() >= n));
-    debug_assert!(span(s.kv_rows, s.kv_stride, kv_width).is_some_and(|n| v.len() >= n));
-    debug_assert!(key_mask.is_none_or(|m| m.len() == s.kv_rows));
+    debug_assert_shape!(s.heads == 0 || (s.kv_heads > 0 && s.heads % s.kv_heads == 0));
+    debug_assert_shape_eq!(Some(out.len()), s.q_rows.checked_mul(width), "out: [q_rows, heads*head_dim]");
+    debug_assert_shape!(s.q_rows <= 1 || s.q_stride >= width);
+    debug_assert_shape!(s.kv_rows <= 1 || s.kv_stride >= kv_width);
+    debug_assert_shape!(span(s.q_rows, s.q_stride, width).is_some_and(|n| q.len() >= n));
+    debug_assert_shape!(span(s.kv_rows, s.kv_stride, kv_width).is_some_and(|n| k.len() >= n));
+    debug_assert_shape!(span(s.kv_rows, s.kv_stride, kv_width).is_some_and(|n| v.len() >= n));
+    debug_assert_shape!(key_mask.is_none_or(|m| m.len() == s.kv_rows));
     if hd == 0 || width == 0 {
         return;
     }
@@ -294,6 +295,15 @@ mod tests {
             ref_attention(q_t, &k, &v, None, &mut out, &step);
             assert_eq!(out, prefill[t * heads * hd..][..heads * hd], "token {t}");
         }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "out: [q_rows, heads*head_dim]")]
+    fn short_out_trips_debug_assert() {
+        let s = shape(2, 1, 4, 3);
+        let mut out = vec![0.0f32; 3 * 8 - 1];
+        ref_attention(&[0.0; 24], &[0.0; 12], &[0.0; 12], None, &mut out, &s);
     }
 
     proptest! {

@@ -2,13 +2,14 @@
 //! ViT CLS token in front of the patch tokens).
 
 use crate::Src;
+use crate::src::debug_assert_shape_eq;
 
 /// out[i] = a[i] + b[i]
 /// a, b, out: [len] (any shape, same for all three; `b` may be f16, e.g. a position
 /// embedding stored as a weight)
 pub fn ref_add(a: &[f32], b: Src<'_>, out: &mut [f32]) {
-    debug_assert_eq!(a.len(), out.len(), "a, out: [len]");
-    debug_assert_eq!(b.len(), out.len(), "b, out: [len]");
+    debug_assert_shape_eq!(a.len(), out.len(), "a, out: [len]");
+    debug_assert_shape_eq!(b.len(), out.len(), "b, out: [len]");
     out.iter_mut().zip(a).for_each(|(o, a)| *o = *a);
     b.zip_with(out, |o, b| o + b);
 }
@@ -18,7 +19,7 @@ pub fn ref_add(a: &[f32], b: Src<'_>, out: &mut [f32]) {
 /// out: [rows_a + rows_b, dim]
 /// Rows are contiguous, so `dim` is implied: out = a's elements, then b's.
 pub fn ref_concat_rows(a: Src<'_>, b: Src<'_>, out: &mut [f32]) {
-    debug_assert_eq!(a.len().checked_add(b.len()), Some(out.len()), "out: [rows_a + rows_b, dim]");
+    debug_assert_shape_eq!(a.len().checked_add(b.len()), Some(out.len()), "out: [rows_a + rows_b, dim]");
     let (out_a, out_b) = out.split_at_mut(a.len().min(out.len()));
     a.copy_to(out_a);
     b.copy_to(out_b);
@@ -52,6 +53,14 @@ mod tests {
         let mut out = [0.0f32; 6];
         ref_concat_rows(Src::F16(&cls), Src::F32(&patches), &mut out);
         assert_eq!(out, [9.0, 8.0, 1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "b, out: [len]")]
+    fn short_b_trips_debug_assert() {
+        let mut out = [0.0f32; 3];
+        ref_add(&[1.0; 3], Src::F32(&[1.0; 2]), &mut out);
     }
 
     proptest! {

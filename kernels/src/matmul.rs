@@ -2,7 +2,7 @@
 
 use crate::Src;
 use crate::activation::{Activation, ref_activation_inplace};
-use crate::src::Element;
+use crate::src::{Element, debug_assert_shape, debug_assert_shape_eq};
 
 /// out[m, n] = act(Σ_k x[m, k] * w[n, k] + bias[n]) + residual[m, n]
 ///
@@ -21,11 +21,11 @@ pub fn ref_matmul(
     k: usize,
     n: usize,
 ) {
-    debug_assert_eq!(Some(x.len()), m.checked_mul(k), "x: [m, k]");
-    debug_assert_eq!(Some(w.len()), n.checked_mul(k), "w: [n, k]");
-    debug_assert_eq!(Some(out.len()), m.checked_mul(n), "out: [m, n]");
-    debug_assert!(bias.is_none_or(|b| b.len() == n));
-    debug_assert!(residual.is_none_or(|r| r.len() == out.len()));
+    debug_assert_shape_eq!(Some(x.len()), m.checked_mul(k), "x: [m, k]");
+    debug_assert_shape_eq!(Some(w.len()), n.checked_mul(k), "w: [n, k]");
+    debug_assert_shape_eq!(Some(out.len()), m.checked_mul(n), "out: [m, n]");
+    debug_assert_shape!(bias.is_none_or(|b| b.len() == n));
+    debug_assert_shape!(residual.is_none_or(|r| r.len() == out.len()));
     match w {
         Src::F32(w) => matmul(x, w, bias, residual, act, out, m, k, n),
         Src::F16(w) => matmul(x, w, bias, residual, act, out, m, k, n),
@@ -150,6 +150,14 @@ mod tests {
         assert_eq!(out, [1.0, 3.0, 3.0, 5.0]);
         ref_matmul(&[], Src::F32(&[]), None, None, Activation::None, &mut out, 2, 0, 2);
         assert_eq!(out, [0.0; 4]);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "x: [m, k]")]
+    fn short_x_trips_debug_assert() {
+        let mut out = [0.0f32; 4];
+        ref_matmul(&[1.0; 5], Src::F32(&[0.0; 6]), None, None, Activation::None, &mut out, 2, 3, 2);
     }
 
     proptest! {

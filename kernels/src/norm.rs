@@ -2,6 +2,7 @@
 
 use crate::Src;
 use crate::math::sqrtf;
+use crate::src::{debug_assert_shape, debug_assert_shape_eq};
 
 /// `torch.nn.LayerNorm` over the last dimension, per row of `dim` elements:
 /// out = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance
@@ -9,10 +10,10 @@ use crate::math::sqrtf;
 /// common offset does not cancel catastrophically.
 /// x: [rows, dim]; gamma: [dim]; beta: [dim]; out: [rows, dim]
 pub fn ref_layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
-    debug_assert_eq!(x.len(), out.len(), "x, out: [rows, dim]");
-    debug_assert!(dim == 0 || x.len() % dim == 0);
-    debug_assert_eq!(gamma.len(), dim, "gamma: [dim]");
-    debug_assert!(beta.is_none_or(|b| b.len() == dim));
+    debug_assert_shape_eq!(x.len(), out.len(), "x, out: [rows, dim]");
+    debug_assert_shape!(dim == 0 || x.len() % dim == 0);
+    debug_assert_shape_eq!(gamma.len(), dim, "gamma: [dim]");
+    debug_assert_shape!(beta.is_none_or(|b| b.len() == dim));
     if dim == 0 {
         return;
     }
@@ -34,9 +35,9 @@ pub fn ref_layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mu
 /// Llama `RMSNorm`, per row of `dim` elements: out = x / sqrt(mean(x^2) + eps) * gamma.
 /// x: [rows, dim]; gamma: [dim]; out: [rows, dim]
 pub fn ref_rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
-    debug_assert_eq!(x.len(), out.len(), "x, out: [rows, dim]");
-    debug_assert!(dim == 0 || x.len() % dim == 0);
-    debug_assert_eq!(gamma.len(), dim, "gamma: [dim]");
+    debug_assert_shape_eq!(x.len(), out.len(), "x, out: [rows, dim]");
+    debug_assert_shape!(dim == 0 || x.len() % dim == 0);
+    debug_assert_shape_eq!(gamma.len(), dim, "gamma: [dim]");
     if dim == 0 {
         return;
     }
@@ -134,6 +135,14 @@ mod tests {
         // RMS of [1e-3]: 1e-3 / sqrt(1e-6 + 3e-6) = 0.5
         ref_rms_norm(&[1e-3], Src::F32(&[1.0]), &mut out[..1], 1, 3e-6);
         assert!((out[0] - 0.5).abs() < 1e-5, "{}", out[0]);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "gamma: [dim]")]
+    fn short_gamma_trips_debug_assert() {
+        let mut out = [0.0f32; 4];
+        ref_rms_norm(&[1.0; 4], Src::F32(&[1.0; 3]), &mut out, 4, 1e-6);
     }
 
     proptest! {

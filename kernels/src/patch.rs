@@ -1,7 +1,7 @@
 //! ViT patch embedding: a Conv2d whose kernel and stride are both the patch size.
 
 use crate::Src;
-use crate::src::Element;
+use crate::src::{Element, debug_assert_shape, debug_assert_shape_eq};
 
 /// Conv2d with kernel = stride = `patch`, no padding (Hugging Face ViT
 /// `embeddings.patch_embeddings.projection`), flattened to tokens.
@@ -24,14 +24,14 @@ pub fn ref_patch_embed(
     dim: usize,
 ) {
     let shape = PatchShape { c, h, w, patch };
-    debug_assert_eq!(c.checked_mul(h).and_then(|n| n.checked_mul(w)), Some(image.len()), "image: [c, h, w]");
-    debug_assert_eq!(
+    debug_assert_shape_eq!(c.checked_mul(h).and_then(|n| n.checked_mul(w)), Some(image.len()), "image: [c, h, w]");
+    debug_assert_shape_eq!(
         shape.patch_len().and_then(|n| n.checked_mul(dim)),
         Some(weight.len()),
         "weight: [dim, c, patch, patch]"
     );
-    debug_assert!(bias.is_none_or(|b| b.len() == dim));
-    debug_assert_eq!(shape.tokens().checked_mul(dim), Some(out.len()), "out: [tokens, dim]");
+    debug_assert_shape!(bias.is_none_or(|b| b.len() == dim));
+    debug_assert_shape_eq!(shape.tokens().checked_mul(dim), Some(out.len()), "out: [tokens, dim]");
     match weight {
         Src::F32(weight) => patch_embed(image, weight, bias, out, &shape, dim),
         Src::F16(weight) => patch_embed(image, weight, bias, out, &shape, dim),
@@ -170,6 +170,14 @@ mod tests {
         ref_patch_embed(&image, Src::F32(&weight), Some(Src::F16(&bias)), &mut out, 1, 2, 4, 2, 2);
         // patch 0 = [1 2; 5 6], patch 1 = [3 4; 7 8]
         assert_eq!(out, [14.5, 0.0, 22.5, 2.0]);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "weight: [dim, c, patch, patch]")]
+    fn short_weight_trips_debug_assert() {
+        let mut out = [0.0f32; 2];
+        ref_patch_embed(&[1.0; 4], Src::F32(&[1.0; 7]), None, &mut out, 1, 2, 2, 2, 2);
     }
 
     proptest! {

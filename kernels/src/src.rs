@@ -91,6 +91,39 @@ impl Src<'_> {
     }
 }
 
+/// `debug_assert!` of a kernel's shape contract (lengths, strides). The runtime
+/// validated every shape when it parsed the model, so release builds check nothing.
+/// The wrong-length tests switch these off on their own thread, to run exactly the code
+/// a release build runs and check that it cannot panic.
+macro_rules! debug_assert_shape {
+    ($($arg:tt)+) => {
+        if !$crate::src::shape_checks_off() {
+            debug_assert!($($arg)+);
+        }
+    };
+}
+
+/// [`debug_assert_shape!`] with `debug_assert_eq!`.
+macro_rules! debug_assert_shape_eq {
+    ($($arg:tt)+) => {
+        if !$crate::src::shape_checks_off() {
+            debug_assert_eq!($($arg)+);
+        }
+    };
+}
+
+pub(crate) use {debug_assert_shape, debug_assert_shape_eq};
+
+/// Shape checks are always on outside tests.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) fn shape_checks_off() -> bool {
+    false
+}
+
+#[cfg(test)]
+pub(crate) use crate::testutil::shape_checks_off;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ impl Checkpoint {
         if !dir.is_dir() {
             return Err(Error::Io {
                 path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+                err: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
         let config = read_json(&dir.join("config.json"))?;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: invalid JSON: {msg}")]
     Json { path: PathBuf, msg: String },
     #[error("{path}: not a valid safetensors file: {msg}")]
@@ -41,7 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
-    #[error("{0}")]
+    #[error(transparent)]
     Model(#[from] mote_runtime::Error),
     #[error("{0}")]
     Input(String),

@@ -55,7 +55,16 @@ pub fn run_batched(
     inputs: &BTreeMap<String, HostTensor>,
 ) -> Result<BTreeMap<String, HostTensor>, RunError> {
     let mut arena = vec![0u8; Interpreter::arena_bytes_for(model)];
-    let mut interp = Interpreter::new(model, &mut arena)?;
+    run_batched_in(model, inputs, &mut arena)
+}
+
+/// [`run_batched`] in a caller-given arena (to try a board's RAM budget on the host).
+pub fn run_batched_in(
+    model: &Model<'_>,
+    inputs: &BTreeMap<String, HostTensor>,
+    arena: &mut [u8],
+) -> Result<BTreeMap<String, HostTensor>, RunError> {
+    let mut interp = Interpreter::new(model, arena)?;
     let mut batch = None;
     let mut feeds = Vec::new();
     for i in 0..model.input_count() {

@@ -85,7 +85,7 @@ pub fn decode(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|err| Error::Io { path: path.to_path_buf(), err })
 }
 
 /// Reads every tensor of a safetensors file.
@@ -123,5 +123,5 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) ->
         .map_err(|e| Error::Safetensors { path: path.to_path_buf(), msg: e.to_string() })?;
     let out = safetensors::serialize(views, None)
         .map_err(|e| Error::Safetensors { path: path.to_path_buf(), msg: e.to_string() })?;
-    std::fs::write(path, out).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, out).map_err(|err| Error::Io { path: path.to_path_buf(), err })
 }

@@ -45,7 +45,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.arena[..n].fill(0);
     }
 
-    /// Runs every op in order. Cannot fail for a model that parsed and an arena that
+    /// Runs every op in order.
+    ///
+    /// Inputs are consumed: the planner reuses an input's arena bytes once no later op
+    /// reads it (as TFLite Micro does), so set every input again before each `invoke`.
+    /// Outputs stay valid until the next `invoke`. Cannot fail for a model that parsed and an arena that
     /// bound; the `Result` is there so a broken invariant is an error, not a panic.
     pub fn invoke(&mut self) -> Result<()> {
         for i in 0..self.model.op_count() {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use mote_models::HostTensor;
 use mote_models::compare::compare;
-use mote_models::host::run_batched;
+use mote_models::host::{run_batched, run_batched_in};
 use mote_models::tensor::{read_safetensors, write_safetensors};
 
 use crate::util::{parse_model, read_model};
@@ -26,6 +26,10 @@ pub struct InferArgs {
     /// Also generate N tokens greedily after the prompt (causal language models).
     #[arg(long)]
     pub generate: Option<usize>,
+    /// Run in an arena of exactly this many bytes (64-byte aligned), as on a board with
+    /// that much RAM to spare (e.g. 64K); the default is what the model needs.
+    #[arg(long, value_parser = crate::util::parse_bytes)]
+    pub arena_bytes: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +61,7 @@ fn run_model(
     model_path: &PathBuf,
     input: &PathBuf,
     generate: Option<usize>,
+    arena_bytes: Option<usize>,
 ) -> Result<(BTreeMap<String, HostTensor>, f64)> {
     let bytes = read_model(model_path)?;
     let model = parse_model(model_path, &bytes)?;
@@ -65,12 +70,19 @@ fn run_model(
     }
     let inputs = read_inputs(input)?;
     let start = Instant::now();
-    let outputs = run_batched(&model, &inputs)?;
+    let outputs = match arena_bytes {
+        None => run_batched(&model, &inputs)?,
+        Some(n) => {
+            let mut buf = vec![0u8; n + 63];
+            let at = buf.as_ptr().align_offset(64);
+            run_batched_in(&model, &inputs, &mut buf[at..at + n])?
+        }
+    };
     Ok((outputs, start.elapsed().as_secs_f64()))
 }
 
 pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
-    let (outputs, secs) = run_model(&a.model, &a.input, a.generate)?;
+    let (outputs, secs) = run_model(&a.model, &a.input, a.generate, a.arena_bytes)?;
     write_safetensors(&a.output, &outputs).with_context(|| format!("writing {}", a.output.display()))?;
     for (name, t) in &outputs {
         println!("{name} {:?}", t.shape);
@@ -80,7 +92,7 @@ pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
 }
 
 pub fn run_validate(a: ValidateArgs) -> Result<ExitCode> {
-    let (outputs, secs) = run_model(&a.model, &a.input, None)?;
+    let (outputs, secs) = run_model(&a.model, &a.input, None, None)?;
     let reference = read_inputs(&a.reference)?;
     if let Some(path) = &a.output {
         write_safetensors(path, &outputs).with_context(|| format!("writing {}", path.display()))?;

@@ -1,0 +1,34 @@
+//! The bundled demo: a ViT trained on scikit-learn's digits (scripts/train_digits_vit.py).
+//! Mote must reach the accuracy PyTorch measured and agree with PyTorch's predictions.
+
+use std::collections::BTreeMap;
+
+use mote_models::WeightDType;
+use mote_tests::{convert, root, run, tensors};
+
+fn argmax(r: &[f32]) -> usize {
+    r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
+}
+
+#[test]
+fn digits_vit_accuracy_and_agreement_with_pytorch() {
+    let dir = root().join("demo/digits-vit");
+    let c = convert(&dir, WeightDType::F16);
+    let test = tensors(&dir.join("test.safetensors"));
+    let labels = test["labels"].as_i64().unwrap().to_vec();
+    let inputs = BTreeMap::from([("pixel_values".to_string(), test["pixel_values"].clone())]);
+    let got = run(&c.bytes, &inputs);
+    let mote = got["logits"].to_f32();
+    let torch = test["torch_logits"].to_f32();
+    let n = labels.len();
+    let mote_pred: Vec<usize> = mote.chunks(10).map(argmax).collect();
+    let torch_pred: Vec<usize> = torch.chunks(10).map(argmax).collect();
+    assert_eq!(mote_pred.len(), n);
+    let correct = mote_pred.iter().zip(&labels).filter(|(p, l)| **p as i64 == **l).count();
+    let torch_correct = torch_pred.iter().zip(&labels).filter(|(p, l)| **p as i64 == **l).count();
+    let agree = mote_pred.iter().zip(&torch_pred).filter(|(a, b)| a == b).count();
+    println!("accuracy Mote {correct}/{n}, PyTorch {torch_correct}/{n}; agreement {agree}/{n}");
+    assert!(torch_correct as f64 >= 0.95 * n as f64, "PyTorch accuracy below 95%");
+    assert!(correct as f64 >= 0.95 * n as f64, "Mote accuracy below 95%");
+    assert!(agree as f64 >= 0.995 * n as f64, "agreement with PyTorch below 99.5%");
+}

@@ -1,0 +1,294 @@
+//! The CLI contract on bad input: a non-zero exit and one line on stderr that names the
+//! problem; never a panic or a backtrace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn golden(name: &str) -> PathBuf {
+    root().join("tests/data/vit").join(name)
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mote-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the xtask binary: (success, stdout, stderr).
+fn xtask(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).env("RUST_BACKTRACE", "1").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Asserts a failure with one stderr line containing every one of `needles`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let (ok, _, err) = xtask(args);
+    assert!(!ok, "{args:?} succeeded");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace") && !err.contains("internal error"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr {err:?} lacks {n:?}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Rewrites model.safetensors in `dir`, letting `edit` change the (name, dtype, shape, bytes) list.
+fn rewrite_checkpoint(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut ts: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    edit(&mut ts);
+    let views: Vec<(String, TensorView<'_>)> =
+        ts.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+fn converted(test: &str) -> (PathBuf, PathBuf) {
+    let d = scratch(test);
+    let m = d.join("m.mote");
+    let (ok, _, err) = xtask(&["convert", golden("vit_a").to_str().unwrap(), "-o", m.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    (d, m)
+}
+
+#[test]
+fn convert_infer_validate_happy_path() {
+    let (d, m) = converted("happy");
+    let inputs = golden("vit_a").join("inputs.safetensors");
+    let out = d.join("out.safetensors");
+    let (ok, stdout, err) =
+        xtask(&["infer", m.to_str().unwrap(), "--input", inputs.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("logits [3, 5]"), "{stdout}");
+    let expected = golden("vit_a").join("expected.safetensors");
+    let (ok, stdout, err) = xtask(&[
+        "validate",
+        m.to_str().unwrap(),
+        "--input",
+        inputs.to_str().unwrap(),
+        "--reference",
+        expected.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{err}");
+    assert!(stdout.contains("logits") && stdout.contains("3/3"), "{stdout}");
+    let (ok, stdout, _) = xtask(&["inspect", m.to_str().unwrap()]);
+    assert!(ok && stdout.contains("ViTForImageClassification") && stdout.contains("Attention"), "{stdout}");
+}
+
+#[test]
+fn validate_fails_against_wrong_reference() {
+    let (_, m) = converted("wrongref");
+    let inputs = golden("vit_a").join("inputs.safetensors");
+    // vit_a's inputs against its own outputs pass; against shuffled outputs they must not.
+    let d = scratch("wrongref-data");
+    let exp =
+        safetensors::SafeTensors::deserialize(&std::fs::read(golden("vit_a").join("expected.safetensors")).unwrap())
+            .unwrap()
+            .tensor("logits")
+            .unwrap()
+            .data()
+            .to_vec();
+    let mut vals: Vec<f32> = bytemuck_cast(&exp);
+    vals.reverse();
+    let raw: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, vec![3, 5], &raw).unwrap();
+    let wrong = d.join("wrong.safetensors");
+    std::fs::write(&wrong, safetensors::serialize([("logits", view)], None).unwrap()).unwrap();
+    let (ok, stdout, err) = xtask(&[
+        "validate",
+        m.to_str().unwrap(),
+        "--input",
+        inputs.to_str().unwrap(),
+        "--reference",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("FAIL") && err.contains("cosine"), "{stdout}{err}");
+}
+
+fn bytemuck_cast(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+#[test]
+fn unknown_architecture_is_named_with_the_supported_list() {
+    let d = scratch("arch");
+    copy_dir(&golden("vit_a"), &d);
+    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    v["architectures"] = serde_json::json!(["BloomForCausalLM"]);
+    std::fs::write(d.join("config.json"), v.to_string()).unwrap();
+    fails_with(
+        &["convert", d.to_str().unwrap(), "-o", "/dev/null"],
+        &["BloomForCausalLM", "ViTForImageClassification", "ViTModel"],
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let d = scratch("missing");
+    copy_dir(&golden("vit_a"), &d);
+    rewrite_checkpoint(&d, |ts| ts.retain(|t| t.0 != "classifier.bias"));
+    fails_with(&["convert", d.to_str().unwrap(), "-o", "/dev/null"], &["classifier.bias"]);
+}
+
+#[test]
+fn wrong_tensor_shape_is_named() {
+    let d = scratch("shape");
+    copy_dir(&golden("vit_a"), &d);
+    rewrite_checkpoint(&d, |ts| {
+        let t = ts.iter_mut().find(|t| t.0 == "classifier.weight").unwrap();
+        t.2 = vec![4, 32];
+        t.3.truncate(4 * 32 * 4);
+    });
+    fails_with(&["convert", d.to_str().unwrap(), "-o", "/dev/null"], &["classifier.weight", "[4, 32]", "[5, 32]"]);
+}
+
+#[test]
+fn wrong_tensor_dtype_is_named() {
+    let d = scratch("dtype");
+    copy_dir(&golden("vit_a"), &d);
+    rewrite_checkpoint(&d, |ts| {
+        let t = ts.iter_mut().find(|t| t.0 == "classifier.weight").unwrap();
+        t.1 = Dtype::U8;
+        t.3.truncate(5 * 32);
+    });
+    fails_with(&["convert", d.to_str().unwrap(), "-o", "/dev/null"], &["classifier.weight", "dtype U8"]);
+}
+
+#[test]
+fn truncated_safetensors() {
+    let d = scratch("truncst");
+    copy_dir(&golden("vit_a"), &d);
+    let p = d.join("model.safetensors");
+    let b = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+    fails_with(&["convert", d.to_str().unwrap(), "-o", "/dev/null"], &["model.safetensors", "safetensors"]);
+    std::fs::write(&p, &b[..5]).unwrap();
+    fails_with(&["convert", d.to_str().unwrap(), "-o", "/dev/null"], &["model.safetensors"]);
+}
+
+#[test]
+fn missing_directory_or_config() {
+    fails_with(&["convert", "/nonexistent/model", "-o", "/dev/null"], &["/nonexistent/model"]);
+    let d = scratch("noconfig");
+    fails_with(&["convert", d.to_str().unwrap(), "-o", "/dev/null"], &["config.json"]);
+}
+
+#[test]
+fn truncated_and_corrupted_mote() {
+    let (d, m) = converted("mote");
+    let inputs = golden("vit_a").join("inputs.safetensors");
+    let out = d.join("o.safetensors");
+    let b = std::fs::read(&m).unwrap();
+    let t = d.join("t.mote");
+    std::fs::write(&t, &b[..b.len() - 100]).unwrap();
+    fails_with(
+        &["infer", t.to_str().unwrap(), "--input", inputs.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &["truncated"],
+    );
+    let mut c = b.clone();
+    c[b.len() / 2] ^= 0x10;
+    std::fs::write(&t, &c).unwrap();
+    fails_with(
+        &["infer", t.to_str().unwrap(), "--input", inputs.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &["checksum"],
+    );
+    std::fs::write(&t, b"not a model at all, just some text that is long enough for a header........").unwrap();
+    fails_with(&["inspect", t.to_str().unwrap()], &["not a .mote file"]);
+}
+
+#[test]
+fn wrong_input_name_or_shape() {
+    let (d, m) = converted("input");
+    let out = d.join("o.safetensors");
+    let raw = vec![0u8; 3 * 16 * 16 * 4];
+    let write = |name: &str, shape: Vec<usize>, file: &str| {
+        let n: usize = shape.iter().product();
+        let view = TensorView::new(Dtype::F32, shape, &raw[..n * 4]).unwrap();
+        let p = d.join(file);
+        std::fs::write(&p, safetensors::serialize([(name, view)], None).unwrap()).unwrap();
+        p
+    };
+    let wrong_name = write("pixels", vec![1, 3, 16, 16], "a.safetensors");
+    fails_with(
+        &["infer", m.to_str().unwrap(), "--input", wrong_name.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &["pixel_values", "pixels"],
+    );
+    let wrong_shape = write("pixel_values", vec![1, 3, 8, 32], "b.safetensors");
+    fails_with(
+        &["infer", m.to_str().unwrap(), "--input", wrong_shape.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &["pixel_values", "[1, 3, 8, 32]", "[1, 3, 16, 16]"],
+    );
+    let missing = d.join("none.safetensors");
+    fails_with(
+        &["infer", m.to_str().unwrap(), "--input", missing.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &["none.safetensors"],
+    );
+}
+
+#[test]
+fn arena_too_small_reports_needed_and_available() {
+    let (d, m) = converted("arena");
+    let inputs = golden("vit_a").join("inputs.safetensors");
+    let out = d.join("o.safetensors");
+    fails_with(
+        &[
+            "infer",
+            m.to_str().unwrap(),
+            "--input",
+            inputs.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--arena-bytes",
+            "1000",
+        ],
+        &["arena too small", "needed", "available 1000"],
+    );
+    // The exact planned size is enough.
+    let (_, stdout, _) = xtask(&["inspect", m.to_str().unwrap()]);
+    let arena = stdout.lines().find(|l| l.starts_with("arena bytes")).unwrap();
+    let n: String = arena.split_whitespace().nth(2).unwrap().replace(',', "");
+    let (ok, _, err) = xtask(&[
+        "infer",
+        m.to_str().unwrap(),
+        "--input",
+        inputs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--arena-bytes",
+        &n,
+    ]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn budgets_fail_early() {
+    let d = scratch("budget");
+    fails_with(
+        &["convert", golden("vit_a").to_str().unwrap(), "-o", d.join("m.mote").to_str().unwrap(), "--max-arena", "4K"],
+        &["arena", "budget"],
+    );
+    fails_with(
+        &["convert", golden("vit_a").to_str().unwrap(), "-o", d.join("m.mote").to_str().unwrap(), "--max-flash", "10K"],
+        &["flash", "budget"],
+    );
+}
