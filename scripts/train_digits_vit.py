@@ -13,7 +13,7 @@ Data: ``sklearn.datasets.load_digits`` (ships with scikit-learn, no download),
 stratified 80/20 split with ``random_state=0``.
 Preprocessing: ``pixel_values = (x / 16.0 - 0.5) / 0.5`` (x in 0..16), shape [N,1,8,8].
 
-Usage:  python scripts/train_digits_vit.py            (CPU, single thread, ~1-2 min)
+Usage:  python scripts/train_digits_vit.py            (CPU, single thread, ~2-3 min)
 Deterministic: fixed seeds, deterministic algorithms, one thread.
 """
 
@@ -305,8 +305,8 @@ i.e. rescale by 1/16, then normalise with mean 0.5 and std 0.5. Background (0) m
 {cmd}
 ```
 
-(from the repository root; needs the packages in `scripts/requirements.txt`, runs on
-one CPU thread in a minute or two and reproduces these files.)
+(from the repository root; needs the packages in `scripts/requirements.txt`; trains on
+one CPU thread in about 2-3 minutes and reproduces these files.)
 
 * split: `train_test_split(test_size=0.2, stratify=y, random_state=0)` -> {m["n_train"]} train / {m["n_test"]} test
 * {h["optimizer"]}, lr {h["lr"]}, weight decay {h["weight_decay"]}, batch {h["batch_size"]}, {m["epochs"]} epochs,
