@@ -63,3 +63,59 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadat
         for name in tensors:
             assert torch.equal(f.get_tensor(name), tensors[name].detach().cpu())
 
+
+
+# --------------------------------------------------------------------------
+# Helpers added for make_transformer_goldens.py / make_minilm_reference.py
+# (make_vit_goldens.py and train_digits_vit.py keep their own copies).
+# --------------------------------------------------------------------------
+
+
+def setup_determinism() -> None:
+    """One CPU thread + deterministic kernels: re-runs give identical bits."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
+def versions_metadata(generator: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """safetensors `__metadata__` recording the generating script and library versions."""
+    import numpy as np
+    import safetensors
+    import transformers
+
+    md = {
+        "format": "pt",
+        "generator": generator,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "safetensors": safetensors.__version__,
+        "numpy": np.__version__,
+    }
+    if extra:
+        md.update(extra)
+    return md
+
+
+def save_pretrained_safetensors(model: torch.nn.Module, out_dir: str | Path) -> None:
+    """`model.save_pretrained(out_dir)` as a single float32 `model.safetensors`."""
+    import inspect
+
+    kwargs = {}
+    # transformers 4.x has `safe_serialization`; 5.x always writes safetensors.
+    if "safe_serialization" in inspect.signature(model.save_pretrained).parameters:
+        kwargs["safe_serialization"] = True
+    model.save_pretrained(out_dir, **kwargs)
+    assert (Path(out_dir) / "model.safetensors").is_file(), "expected a single model.safetensors"
+
+
+def print_dir_sizes(out_dir: str | Path, max_bytes: int | None = None) -> int:
+    """Print the size of every file in `out_dir`; return (and optionally cap) the total."""
+    out_dir = Path(out_dir)
+    files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    for p in files:
+        print(f"    {p.name:24s} {p.stat().st_size:8d} B")
+    print(f"    {'total':24s} {total:8d} B")
+    if max_bytes is not None:
+        assert total < max_bytes, f"{out_dir}: directory too large ({total} B >= {max_bytes} B)"
+    return total

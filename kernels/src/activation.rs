@@ -116,7 +116,7 @@ pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
 /// out[r, i] = act(x[r, i]) * x[r, n + i]
 pub fn ref_glu(x: &[f32], out: &mut [f32], n: usize, act: Activation) {
     debug_assert_shape_eq!(Some(x.len()), out.len().checked_mul(2), "x: [rows, 2*n]; out: [rows, n]");
-    debug_assert_shape!(n == 0 || out.len() % n == 0);
+    debug_assert_shape!(n == 0 || out.len().is_multiple_of(n));
     if n == 0 {
         return;
     }
@@ -240,7 +240,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        #![proptest_config(crate::testutil::config(128))]
 
         #[test]
         fn inplace_matches_apply(len in dim(40), act in activation(), seed: u64) {

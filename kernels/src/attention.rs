@@ -48,7 +48,7 @@ pub fn ref_attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, 
     let hd = s.head_dim;
     let width = s.heads.saturating_mul(hd); // out row: [heads*head_dim]
     let kv_width = s.kv_heads.saturating_mul(hd);
-    debug_assert_shape!(s.heads == 0 || (s.kv_heads > 0 && s.heads % s.kv_heads == 0));
+    debug_assert_shape!(s.heads == 0 || (s.kv_heads > 0 && s.heads.is_multiple_of(s.kv_heads)));
     debug_assert_shape_eq!(Some(out.len()), s.q_rows.checked_mul(width), "out: [q_rows, heads*head_dim]");
     debug_assert_shape!(s.q_rows <= 1 || s.q_stride >= width);
     debug_assert_shape!(s.kv_rows <= 1 || s.kv_stride >= kv_width);
@@ -307,7 +307,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::testutil::config(256))]
 
         #[test]
         fn matches_f64(

@@ -64,7 +64,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        #![proptest_config(crate::testutil::config(128))]
 
         #[test]
         fn add_matches_f64(len in dim(40), f16_b: bool, seed: u64) {

@@ -13,10 +13,12 @@
 pub mod activation;
 pub mod attention;
 pub mod elementwise;
+pub mod embedding;
 pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod patch;
+pub mod rope;
 mod src;
 
 pub use activation::Activation;

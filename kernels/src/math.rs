@@ -48,6 +48,18 @@ pub fn maxf(a: f32, b: f32) -> f32 {
     libm::fmaxf(a, b)
 }
 
+/// Cosine (libm).
+#[inline]
+pub fn cosf(x: f32) -> f32 {
+    libm::cosf(x)
+}
+
+/// Sine (libm).
+#[inline]
+pub fn sinf(x: f32) -> f32 {
+    libm::sinf(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use crate::src::{debug_assert_shape, debug_assert_shape_eq};
 /// x: [rows, dim]; gamma: [dim]; beta: [dim]; out: [rows, dim]
 pub fn ref_layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
     debug_assert_shape_eq!(x.len(), out.len(), "x, out: [rows, dim]");
-    debug_assert_shape!(dim == 0 || x.len() % dim == 0);
+    debug_assert_shape!(dim == 0 || x.len().is_multiple_of(dim));
     debug_assert_shape_eq!(gamma.len(), dim, "gamma: [dim]");
     debug_assert_shape!(beta.is_none_or(|b| b.len() == dim));
     if dim == 0 {
@@ -36,7 +36,7 @@ pub fn ref_layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mu
 /// x: [rows, dim]; gamma: [dim]; out: [rows, dim]
 pub fn ref_rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
     debug_assert_shape_eq!(x.len(), out.len(), "x, out: [rows, dim]");
-    debug_assert_shape!(dim == 0 || x.len() % dim == 0);
+    debug_assert_shape!(dim == 0 || x.len().is_multiple_of(dim));
     debug_assert_shape_eq!(gamma.len(), dim, "gamma: [dim]");
     if dim == 0 {
         return;
@@ -146,7 +146,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::testutil::config(256))]
 
         #[test]
         fn layer_norm_matches_f64(

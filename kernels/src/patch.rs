@@ -81,11 +81,12 @@ fn patch_embed<W: Element>(
     let (Some(plane), Some(patch_len)) = (s.h.checked_mul(s.w), s.patch_len()) else {
         return;
     };
-    if dim == 0 || plane == 0 {
-        return;
+    if dim == 0 || plane == 0 || gw == 0 {
+        return; // no tokens, or empty ones
     }
-    let positions = (0..gh).flat_map(|py| (0..gw).map(move |px| (py, px)));
-    for (out_row, (py, px)) in out.chunks_exact_mut(dim).zip(positions) {
+    // Bounded by `out` (not by the grid, which a bad shape can make astronomically large).
+    for (t, out_row) in out.chunks_exact_mut(dim).take(gh.saturating_mul(gw)).enumerate() {
+        let (py, px) = (t / gw, t % gw);
         // out_row: [dim], the token of patch (py, px)
         out_row.fill(0.0);
         if let Some(bias) = bias {
@@ -180,8 +181,20 @@ mod tests {
         ref_patch_embed(&[1.0; 4], Src::F32(&[1.0; 7]), None, &mut out, 1, 2, 2, 2, 2);
     }
 
+    #[test]
+    fn absurd_grid_is_bounded_by_out() {
+        // 2^39 x 2 patches (or 2^63 x 0) claimed, 3 tokens of room: fill those and return
+        // (the image is far shorter than one claimed channel, so each token is the bias).
+        let mut out = [f32::NAN; 3];
+        let (image, weight, bias) = ([1.0f32; 8], [1.0f32; 4], [0.5f32]);
+        let b = Some(Src::F32(&bias));
+        assert_no_oob(|| ref_patch_embed(&image, Src::F32(&weight), b, &mut out, 1, 1 << 40, 4, 2, 1));
+        assert_eq!(out, [0.5; 3]);
+        assert_no_oob(|| ref_patch_embed(&image, Src::F32(&weight), b, &mut out, 1, usize::MAX, 1, 2, 1));
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::testutil::config(256))]
 
         #[test]
         fn matches_conv2d_f64(

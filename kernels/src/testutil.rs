@@ -14,6 +14,15 @@ use crate::Activation;
 /// the 4- and 8-lane boundaries of the future SIMD kernels, and past 16.
 pub const EDGE_SIZES: [usize; 10] = [0, 1, 3, 4, 5, 7, 8, 9, 16, 17];
 
+/// Proptest settings: `cases` cases, unless `PROPTEST_CASES` is set (for a deeper run).
+pub fn config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    config
+}
+
 /// A dimension: an edge size, or anything in `0..=max`.
 pub fn dim(max: usize) -> impl Strategy<Value = usize> {
     prop_oneof![proptest::sample::select(&EDGE_SIZES[..]), 0..=max]

@@ -44,6 +44,8 @@ pub enum TensorKind {
 #[derive(Clone, Debug)]
 pub struct TensorDef {
     pub name: String,
+    /// The rows are tokens (`rows == Graph::max_tokens`); see `mote_runtime::format::TENSOR_SEQ`.
+    pub seq: bool,
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub kind: TensorKind,
@@ -85,6 +87,10 @@ pub struct Graph {
     pub ops: Vec<OpDef>,
     pub inputs: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
+    /// Most tokens per call (rows of token-row tensors); 0 without token inputs.
+    pub max_tokens: usize,
+    /// Tokens the KV cache holds; 0 without one.
+    pub max_context: usize,
     /// Weights already added, by checkpoint name (tied weights are stored once).
     weight_ids: HashMap<String, TensorId>,
 }
@@ -103,6 +109,8 @@ impl Graph {
             ops: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            max_tokens: 0,
+            max_context: 0,
             weight_ids: HashMap::new(),
         }
     }
@@ -112,7 +120,7 @@ impl Graph {
     }
 
     fn push(&mut self, name: String, dtype: DType, shape: Vec<usize>, kind: TensorKind) -> TensorId {
-        self.tensors.push(TensorDef { name, dtype, shape, kind });
+        self.tensors.push(TensorDef { name, seq: false, dtype, shape, kind });
         (self.tensors.len() - 1) as TensorId
     }
 

@@ -104,7 +104,9 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
 
 /// Writes tensors (f32 as F32, i64 as I64) to a safetensors file.
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) -> Result<()> {
-    let bytes: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> = tensors
+    // (name, (dtype, shape, little-endian bytes))
+    type Raw = (String, (Dtype, Vec<usize>, Vec<u8>));
+    let bytes: Vec<Raw> = tensors
         .iter()
         .map(|(name, t)| {
             let (dtype, raw) = match &t.data {

@@ -37,7 +37,7 @@ pub struct VitConfig {
 
 impl VitConfig {
     pub fn from_json(cfg: &Value) -> Result<Self> {
-        let (ph, pw) = config::usize_pair(cfg, "patch_size").or_else(|_| Ok::<_, Error>((16, 16)))?;
+        let (ph, pw) = config::usize_pair(cfg, "patch_size").or(Ok::<_, Error>((16, 16)))?;
         if ph != pw {
             return Err(Error::Unsupported {
                 key: "patch_size".into(),
@@ -81,14 +81,14 @@ impl VitConfig {
                 why: "only tanh".into(),
             });
         }
-        if let Some(size) = cfg.get("pooler_output_size").and_then(Value::as_u64) {
-            if size as usize != hidden {
-                return Err(Error::Unsupported {
-                    key: "pooler_output_size".into(),
-                    value: size.to_string(),
-                    why: "must equal hidden_size".into(),
-                });
-            }
+        if let Some(size) = cfg.get("pooler_output_size").and_then(Value::as_u64)
+            && size as usize != hidden
+        {
+            return Err(Error::Unsupported {
+                key: "pooler_output_size".into(),
+                value: size.to_string(),
+                why: "must equal hidden_size".into(),
+            });
         }
         Ok(VitConfig {
             image,

@@ -19,7 +19,7 @@ fn put(buf: &mut Vec<u8>, v: u32) {
 }
 
 fn pad_to(buf: &mut Vec<u8>, align: usize) {
-    while buf.len() % align != 0 {
+    while !buf.len().is_multiple_of(align) {
         buf.push(0);
     }
 }
@@ -60,7 +60,8 @@ pub fn write(g: &Graph, plan: &Plan) -> Result<Vec<u8>> {
         }
         put(&mut tensors, name_off);
         put(&mut tensors, name_len);
-        tensors.extend_from_slice(&[t.dtype as u8, storage as u8, t.shape.len() as u8, 0]);
+        let flags = if t.seq { format::TENSOR_SEQ } else { 0 };
+        tensors.extend_from_slice(&[t.dtype as u8, storage as u8, t.shape.len() as u8, flags]);
         for d in 0..format::MAX_RANK {
             put(&mut tensors, u32_of(t.shape.get(d).copied().unwrap_or(0), "dimension")?);
         }
@@ -123,6 +124,8 @@ pub fn write(g: &Graph, plan: &Plan) -> Result<Vec<u8>> {
     set(header::ARENA_BYTES, u32_of(plan.arena_bytes, "arena bytes")?);
     set(header::PERSISTENT_BYTES, u32_of(plan.persistent_bytes, "persistent bytes")?);
     set(header::FLAGS, 0);
+    set(header::MAX_TOKENS, u32_of(g.max_tokens, "max tokens")?);
+    set(header::MAX_CONTEXT, u32_of(g.max_context, "max context")?);
     let crc = mote_runtime::crc32(&out[CHECKSUM_START..]);
     out[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(out)

@@ -37,6 +37,10 @@ pub enum Error {
     InputSize { expected: usize, got: usize },
     /// The tensor has another element type than the one asked for.
     WrongDType { expected: &'static str, found: &'static str },
+    /// The KV cache cannot hold the tokens of this call.
+    ContextFull { needed: usize, capacity: usize },
+    /// A call with more tokens than the model was converted for (or none).
+    TokenCount { got: usize, max: usize },
     /// A value read from an input is out of the range the model accepts.
     InputOutOfRange { index: usize, value: i64, limit: i64 },
 }
@@ -75,6 +79,11 @@ impl fmt::Display for Error {
             WrongDType { expected, found } => {
                 write!(f, "tensor is {found}, not {expected}")
             }
+            ContextFull { needed, capacity } => write!(
+                f,
+                "context full: {needed} tokens needed, the KV cache holds {capacity} (convert with a larger --max-seq, or reset)"
+            ),
+            TokenCount { got, max } => write!(f, "a call takes 1 to {max} tokens, not {got}"),
             InputOutOfRange { index, value, limit } => {
                 write!(f, "input element {index} is {value}, outside the accepted range 0..{limit}")
             }

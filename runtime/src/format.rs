@@ -29,6 +29,10 @@ pub mod header {
     pub const ARENA_BYTES: usize = 32;
     pub const PERSISTENT_BYTES: usize = 36;
     pub const FLAGS: usize = 40;
+    /// Most tokens one call processes (rows of every SEQ tensor); 0 for models without.
+    pub const MAX_TOKENS: usize = 44;
+    /// Tokens the KV cache holds (0 for models without one).
+    pub const MAX_CONTEXT: usize = 48;
 }
 
 /// One section-table entry: kind, offset, bytes, reserved (u32 each).
@@ -66,9 +70,12 @@ pub mod section {
 pub const META_BYTES: usize = 16;
 
 /// Tensor record: name offset u32, name length u32, dtype u8, storage u8, rank u8,
-/// layout u8 (0 = row-major), dims [u32; 4] (unused dims 0), offset u32.
+/// flags u8 (`TENSOR_SEQ`), dims [u32; 4] (unused dims 0), offset u32.
 pub const TENSOR_RECORD_BYTES: usize = 32;
 pub const MAX_RANK: usize = 4;
+/// Tensor flag: the tensor's rows are tokens (`rows == max_tokens`); a call on `n`
+/// tokens uses only its first `n` rows.
+pub const TENSOR_SEQ: u8 = 1;
 
 /// Op record: opcode u32, output tensor u32, inputs [u32; 6] (`NONE` when absent),
 /// params [u32; 8] (meaning per opcode; floats stored as their bits).
@@ -161,9 +168,12 @@ pub enum OpCode {
     /// in: x [m, k], w [n, k], bias? [n], residual? [m, n]; params: m, k, n, activation;
     /// out = act(x w^T + bias) + residual
     MatMul = 6,
-    /// in: q, k, v, key_mask?; params: heads, kv_heads, head_dim, q_col, k_col, v_col,
-    /// flags (bit 0: causal), scale (f32 bits). q/k/v are column blocks (starting at the
-    /// `*_col` column) of row-major 2-D tensors, possibly the same fused tensor.
+    /// in: q, k, v, key_mask?, k_cache?, v_cache?; params: heads, kv_heads, head_dim,
+    /// q_col, k_col, v_col, flags (bit 0: causal), scale (f32 bits). q/k/v are column
+    /// blocks (starting at the `*_col` column) of row-major 2-D tensors, possibly the
+    /// same fused tensor. With caches (persistent `[max_context, kv_heads*head_dim]`),
+    /// the call's keys and values are first stored at rows `pos..pos+n`, and the queries
+    /// (at positions `pos + i`) attend over cache rows `0..pos+n`.
     Attention = 7,
     /// in: x [rows, d]; params: start, count; out: [count, d] = x[start..start+count]
     SelectRows = 8,
@@ -171,6 +181,15 @@ pub enum OpCode {
     Glu = 9,
     /// in: x; params: activation; out = act(x)
     Activation = 10,
+    /// in: ids (i32), table [vocab, dim]; params: vocab, dim; out[i] = table[ids[i]]
+    Embedding = 11,
+    /// in: table [positions, dim]; params: positions, dim; out[i] = table[pos + i], where
+    /// pos is the number of tokens already in the KV cache (0 without one)
+    PositionEmbedding = 12,
+    /// in: x [rows, w], inv_freq [head_dim/2]; params: heads (rotated, from column 0),
+    /// head_dim; out = x with those heads rotated (Hugging Face rotate_half layout) at
+    /// positions pos + i
+    Rope = 13,
 }
 
 impl OpCode {
@@ -186,6 +205,9 @@ impl OpCode {
             8 => OpCode::SelectRows,
             9 => OpCode::Glu,
             10 => OpCode::Activation,
+            11 => OpCode::Embedding,
+            12 => OpCode::PositionEmbedding,
+            13 => OpCode::Rope,
             _ => return None,
         })
     }
@@ -201,6 +223,9 @@ impl OpCode {
             OpCode::SelectRows => "SelectRows",
             OpCode::Glu => "Glu",
             OpCode::Activation => "Activation",
+            OpCode::Embedding => "Embedding",
+            OpCode::PositionEmbedding => "PositionEmbedding",
+            OpCode::Rope => "Rope",
         }
     }
 }

@@ -1,17 +1,26 @@
 //! The interpreter: binds a model to a caller-owned arena and runs its op list.
 
+use crate::Result;
 use crate::error::Error;
-use crate::format::{self, DType, Storage};
+use crate::format::{self, DType, NONE, OpCode};
 use crate::model::{Model, TensorInfo};
-use crate::{Result, ops};
+use crate::ops::{self, Run};
 
 /// Runs a [`Model`] over an arena the caller owns (a `static` buffer on a board).
 /// Nothing is allocated: every tensor lives at the offset the converter planned.
+///
+/// Models with token inputs process `n` tokens per call (`1..=max_tokens`, set with
+/// [`set_tokens`](Self::set_tokens) or by [`step`](Self::step)); decoders keep a KV cache
+/// in the persistent region and advance their position by `n` on every call.
 #[derive(Debug)]
 pub struct Interpreter<'m, 'a> {
     model: &'m Model<'m>,
     /// The model's arena: exactly `model.arena_bytes()`, 64-byte aligned.
     arena: &'a mut [u8],
+    /// Tokens in the next call.
+    n_tokens: usize,
+    /// Tokens already in the KV cache.
+    pos: usize,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -25,7 +34,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             return Err(Error::ArenaTooSmall { needed, available: arena.len() });
         }
         let arena = &mut arena[skip..skip + model.arena_bytes()];
-        let mut interp = Interpreter { model, arena };
+        let mut interp = Interpreter { model, arena, n_tokens: model.max_tokens().max(1), pos: 0 };
         interp.reset();
         Ok(interp)
     }
@@ -39,24 +48,68 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.model
     }
 
-    /// Clears the persistent region (KV cache, recurrent state).
+    /// Clears the persistent region (KV cache, recurrent state) and the position.
     pub fn reset(&mut self) {
         let n = self.model.persistent_bytes().min(self.arena.len());
         self.arena[..n].fill(0);
+        self.pos = 0;
     }
 
-    /// Runs every op in order.
+    /// Tokens already in the KV cache (0 for models without one).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Tokens in the next call.
+    pub fn tokens(&self) -> usize {
+        self.n_tokens
+    }
+
+    /// Sets the number of tokens of the next call: `1..=max_tokens`, and no more than the
+    /// KV cache has room for. Inputs with token rows then take exactly `n` rows.
+    pub fn set_tokens(&mut self, n: usize) -> Result<()> {
+        let max = self.model.max_tokens();
+        if n == 0 || n > max {
+            return Err(Error::TokenCount { got: n, max });
+        }
+        let ctx = self.model.max_context();
+        if ctx > 0 && self.pos + n > ctx {
+            return Err(Error::ContextFull { needed: self.pos + n, capacity: ctx });
+        }
+        self.n_tokens = n;
+        Ok(())
+    }
+
+    /// Runs every op in order on the tokens set, then (for models with a KV cache)
+    /// advances the position by them.
     ///
     /// Inputs are consumed: the planner reuses an input's arena bytes once no later op
     /// reads it (as TFLite Micro does), so set every input again before each `invoke`.
-    /// Outputs stay valid until the next `invoke`. Cannot fail for a model that parsed and an arena that
-    /// bound; the `Result` is there so a broken invariant is an error, not a panic.
+    /// Outputs stay valid until the next `invoke`. The only error a valid model can give
+    /// here is [`Error::ContextFull`].
     pub fn invoke(&mut self) -> Result<()> {
+        let ctx = self.model.max_context();
+        if ctx > 0 && self.pos + self.n_tokens > ctx {
+            return Err(Error::ContextFull { needed: self.pos + self.n_tokens, capacity: ctx });
+        }
+        let run = Run { n: self.n_tokens, pos: self.pos };
         for i in 0..self.model.op_count() {
             let op = self.model.op(i).ok_or(Error::BadOp { index: i as u32, opcode: 0, reason: "unreadable" })?;
-            ops::execute(self.model, i as u32, &op, self.arena)?;
+            ops::execute(self.model, i as u32, &op, self.arena, run)?;
+        }
+        if ctx > 0 {
+            self.pos += self.n_tokens;
         }
         Ok(())
+    }
+
+    /// Runs `ids` (the next tokens) through a model whose token input is `input_ids`:
+    /// `set_tokens`, `set_input_ids`, `invoke`. Outputs with token rows then hold one
+    /// row per token (e.g. `logits` `[n, vocab]`).
+    pub fn step(&mut self, ids: &[i32]) -> Result<()> {
+        self.set_tokens(ids.len())?;
+        self.set_input_ids("input_ids", ids)?;
+        self.invoke()
     }
 
     fn input_info(&self, name: &str) -> Result<TensorInfo<'m>> {
@@ -67,12 +120,19 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.model.find_output(name).and_then(|i| self.model.output(i)).ok_or(Error::UnknownName { what: "output" })
     }
 
-    fn bytes_mut(&mut self, t: &TensorInfo<'_>) -> Result<&mut [u8]> {
-        let available = self.arena.len();
-        self.arena.get_mut(t.range()).ok_or(Error::ArenaTooSmall { needed: t.range().end, available })
+    /// Elements of `t` in the current call.
+    fn active_elems(&self, t: &TensorInfo<'_>) -> usize {
+        if t.seq { self.n_tokens * t.shape.cols() } else { t.elems() }
     }
 
-    /// The f32 input called `name`, to fill in place.
+    fn bytes_mut(&mut self, t: &TensorInfo<'_>) -> Result<&mut [u8]> {
+        let len = self.active_elems(t) * t.dtype.size_bytes();
+        let available = self.arena.len();
+        self.arena.get_mut(t.offset..t.offset + len).ok_or(Error::ArenaTooSmall { needed: t.offset + len, available })
+    }
+
+    /// The f32 input called `name`, to fill in place (for token-row inputs, the rows of
+    /// the current call).
     pub fn input_mut(&mut self, name: &str) -> Result<&mut [f32]> {
         let t = self.input_info(name)?;
         if t.dtype != DType::F32 {
@@ -91,19 +151,64 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(())
     }
 
-    /// The f32 output called `name`, valid after [`invoke`](Self::invoke).
+    /// Copies token ids (or token types) into the i32 input called `name`, after checking
+    /// each against the table every embedding that reads this input looks up.
+    pub fn set_input_ids(&mut self, name: &str, ids: &[i32]) -> Result<()> {
+        let t = self.input_info(name)?;
+        if t.dtype != DType::I32 {
+            return Err(Error::WrongDType { expected: "i32", found: t.dtype.name() });
+        }
+        let id = self.model.input_id(self.model.find_input(name).unwrap_or(0)).unwrap_or(NONE);
+        let limit = (0..self.model.op_count())
+            .filter_map(|i| self.model.op(i))
+            .filter(|op| op.opcode == OpCode::Embedding && op.inputs[0] == id)
+            .map(|op| op.params[0] as i64)
+            .min()
+            .unwrap_or(i64::from(i32::MAX));
+        if let Some((index, &v)) = ids.iter().enumerate().find(|(_, v)| **v < 0 || i64::from(**v) >= limit) {
+            return Err(Error::InputOutOfRange { index, value: i64::from(v), limit });
+        }
+        let dst: &mut [i32] = bytemuck::try_cast_slice_mut(self.bytes_mut(&t)?)
+            .map_err(|_| Error::Misaligned { what: "input", align: 4 })?;
+        if dst.len() != ids.len() {
+            return Err(Error::InputSize { expected: dst.len(), got: ids.len() });
+        }
+        dst.copy_from_slice(ids);
+        Ok(())
+    }
+
+    /// The f32 output called `name`, valid after [`invoke`](Self::invoke); for outputs
+    /// with token rows, the rows of the last call.
     pub fn output(&self, name: &str) -> Result<&[f32]> {
         let t = self.output_info(name)?;
+        let len = self.active_elems(&t) * 4;
         let available = self.arena.len();
-        let b = self.arena.get(t.range()).ok_or(Error::ArenaTooSmall { needed: t.range().end, available })?;
+        let b = self
+            .arena
+            .get(t.offset..t.offset + len)
+            .ok_or(Error::ArenaTooSmall { needed: t.offset + len, available })?;
         bytemuck::try_cast_slice(b).map_err(|_| Error::Misaligned { what: "output", align: 4 })
     }
 
-    /// Whether `t` lives in the arena bound here (for tools that read any tensor).
-    pub fn tensor_f32(&self, t: &TensorInfo<'_>) -> Option<&[f32]> {
-        if t.storage == Storage::Weight || t.dtype != DType::F32 {
-            return None;
+    /// The persistent state (KV cache or recurrent state): `persistent_bytes` bytes.
+    /// Saving them with [`position`](Self::position) and restoring both with
+    /// [`restore`](Self::restore) resumes exactly where the model was.
+    pub fn state(&self) -> &[u8] {
+        &self.arena[..self.model.persistent_bytes().min(self.arena.len())]
+    }
+
+    /// Restores state saved from [`state`](Self::state) and its position.
+    pub fn restore(&mut self, state: &[u8], position: usize) -> Result<()> {
+        let n = self.model.persistent_bytes();
+        if state.len() != n {
+            return Err(Error::InputSize { expected: n, got: state.len() });
         }
-        bytemuck::try_cast_slice(self.arena.get(t.range())?).ok()
+        let ctx = self.model.max_context();
+        if ctx > 0 && position > ctx {
+            return Err(Error::ContextFull { needed: position, capacity: ctx });
+        }
+        self.arena[..n].copy_from_slice(state);
+        self.pos = position;
+        Ok(())
     }
 }

@@ -45,6 +45,8 @@ impl Shape {
 #[derive(Clone, Copy, Debug)]
 pub struct TensorInfo<'a> {
     pub name: &'a str,
+    /// The rows are tokens: a call on `n` tokens uses the first `n` rows.
+    pub seq: bool,
     pub dtype: DType,
     pub storage: Storage,
     pub shape: Shape,
@@ -85,6 +87,8 @@ pub struct Model<'a> {
     n_outputs: usize,
     arena_bytes: usize,
     persistent_bytes: usize,
+    max_tokens: usize,
+    max_context: usize,
     file_bytes: usize,
     checksum: u32,
     architecture: &'a str,
@@ -123,7 +127,7 @@ impl<'a> Model<'a> {
         if stored != computed {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
-        if bytes.as_ptr() as usize % format::WEIGHT_ALIGN != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(format::WEIGHT_ALIGN) {
             return Err(Error::Misaligned { what: "model buffer", align: format::WEIGHT_ALIGN });
         }
         let flags = header_u32(bytes, format::header::FLAGS)?;
@@ -135,8 +139,17 @@ impl<'a> Model<'a> {
         if persistent_bytes > arena_bytes {
             return Err(Error::BadHeader { field: "persistent_bytes", value: persistent_bytes as u32 });
         }
-        if arena_bytes % format::ARENA_ALIGN != 0 || persistent_bytes % format::ARENA_ALIGN != 0 {
+        if !arena_bytes.is_multiple_of(format::ARENA_ALIGN) || !persistent_bytes.is_multiple_of(format::ARENA_ALIGN) {
             return Err(Error::BadHeader { field: "arena_bytes", value: arena_bytes as u32 });
+        }
+
+        let max_tokens = header_u32(bytes, format::header::MAX_TOKENS)? as usize;
+        let max_context = header_u32(bytes, format::header::MAX_CONTEXT)? as usize;
+        if max_context > 0 && max_tokens > max_context {
+            return Err(Error::BadHeader { field: "max_tokens", value: max_tokens as u32 });
+        }
+        if bytes[52..format::HEADER_BYTES].iter().any(|&b| b != 0) {
+            return Err(Error::BadHeader { field: "reserved", value: 0 });
         }
 
         let sections = Sections::parse(bytes)?;
@@ -187,6 +200,8 @@ impl<'a> Model<'a> {
             n_outputs,
             arena_bytes,
             persistent_bytes,
+            max_tokens,
+            max_context,
             file_bytes,
             checksum: stored,
             architecture,
@@ -219,6 +234,14 @@ impl<'a> Model<'a> {
     /// Bytes at the start of the arena that persist between calls (KV cache, state).
     pub fn persistent_bytes(&self) -> usize {
         self.persistent_bytes
+    }
+    /// Most tokens one call can process (0 for models without token inputs).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+    /// Tokens the KV cache holds (0 for models without one).
+    pub fn max_context(&self) -> usize {
+        self.max_context
     }
     pub fn file_bytes(&self) -> usize {
         self.file_bytes
@@ -292,9 +315,11 @@ impl<'a> Model<'a> {
         if rank == 0 || rank as usize > format::MAX_RANK {
             return Err(bad("rank must be 1 to 4"));
         }
-        if rec[11] != 0 {
-            return Err(bad("unknown layout code"));
+        let flags = rec[11];
+        if flags & !format::TENSOR_SEQ != 0 {
+            return Err(bad("unknown tensor flags"));
         }
+        let seq = flags & format::TENSOR_SEQ != 0;
         let mut dims = [0u32; format::MAX_RANK];
         for (d, slot) in dims.iter_mut().enumerate() {
             *slot = field(12 + 4 * d);
@@ -317,7 +342,7 @@ impl<'a> Model<'a> {
         let end = offset.checked_add(bytes).ok_or(bad("offset overflows"))?;
         match storage {
             Storage::Weight => {
-                if offset % format::WEIGHT_ALIGN != 0 {
+                if !offset.is_multiple_of(format::WEIGHT_ALIGN) {
                     return Err(bad("weight offset is not 64-byte aligned"));
                 }
                 if end > self.weights.len() {
@@ -325,7 +350,7 @@ impl<'a> Model<'a> {
                 }
             }
             Storage::Arena | Storage::Persistent => {
-                if offset % format::ARENA_ALIGN != 0 {
+                if !offset.is_multiple_of(format::ARENA_ALIGN) {
                     return Err(bad("arena offset is not 64-byte aligned"));
                 }
                 if dtype == DType::F16 {
@@ -341,7 +366,11 @@ impl<'a> Model<'a> {
                 }
             }
         }
-        Ok(TensorInfo { name, dtype, storage, shape: Shape { rank, dims }, offset, bytes })
+        let shape = Shape { rank, dims };
+        if seq && (storage == Storage::Weight || self.max_tokens == 0 || shape.rows() != self.max_tokens) {
+            return Err(bad("a token-rows tensor must be an arena tensor with max_tokens rows"));
+        }
+        Ok(TensorInfo { name, seq, dtype, storage, shape, offset, bytes })
     }
 
     fn decode_op(&self, index: usize) -> Result<OpRecord> {
@@ -397,7 +426,7 @@ impl Sections {
         if count > Self::MAX_SECTIONS {
             return Err(Error::BadHeader { field: "section_count", value: count as u32 });
         }
-        let table_end = table + count * format::SECTION_ENTRY_BYTES;
+        let table_end = table.saturating_add(count * format::SECTION_ENTRY_BYTES);
         if table < format::HEADER_BYTES {
             return Err(Error::BadHeader { field: "section_table", value: table as u32 });
         }

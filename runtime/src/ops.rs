@@ -1,9 +1,10 @@
 //! Op validation (at parse time) and dispatch to kernels (at invoke time).
 //!
 //! `validate` proves, for one op record, everything `execute` relies on: tensor ids
-//! exist, dtypes and storages fit, element counts match the params, the output is an
-//! arena tensor that overlaps none of the op's arena inputs. `execute` then slices the
-//! arena and calls the kernel.
+//! exist, dtypes and storages fit, element counts match the params at the largest token
+//! count, token-row (SEQ) tensors line up, the output is a scratch tensor overlapping
+//! none of the op's arena inputs. `execute` then slices the arena and calls the kernel;
+//! with `n` tokens it uses the first `n` rows of every SEQ tensor.
 
 use mote_kernels::{self as k, Activation, AttentionShape, Src};
 
@@ -21,11 +22,30 @@ fn arity(op: OpCode) -> (usize, usize) {
         OpCode::LayerNorm => (2, 1),
         OpCode::RmsNorm => (2, 0),
         OpCode::MatMul => (2, 2),
-        OpCode::Attention => (3, 1),
+        OpCode::Attention => (3, 3),
         OpCode::SelectRows => (1, 0),
         OpCode::Glu => (1, 0),
         OpCode::Activation => (1, 0),
+        OpCode::Embedding => (2, 0),
+        OpCode::PositionEmbedding => (1, 0),
+        OpCode::Rope => (2, 0),
     }
+}
+
+/// Per-call state: tokens in this call, tokens already in the KV cache.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    pub n: usize,
+    pub pos: usize,
+}
+
+/// Rows of `t` in a call on `n` tokens.
+fn rows(t: &TensorInfo<'_>, n: usize) -> usize {
+    if t.seq { n } else { t.shape.rows() }
+}
+
+fn elems(t: &TensorInfo<'_>, n: usize) -> usize {
+    rows(t, n) * t.shape.cols()
 }
 
 struct Check<'m, 'a> {
@@ -41,19 +61,19 @@ impl<'a> Check<'_, 'a> {
     fn tensor(&self, id: u32) -> Result<TensorInfo<'a>> {
         self.model.tensor(id as usize).ok_or(self.err("refers to a tensor that does not exist"))
     }
-    /// Input `slot`: an f32 tensor in the arena (an activation).
+    /// Input `slot`: an f32 tensor in the scratch arena (an activation).
     fn act(&self, slot: usize) -> Result<TensorInfo<'a>> {
         let t = self.tensor(self.op.inputs[slot])?;
-        if t.storage == Storage::Weight || t.dtype != DType::F32 {
+        if t.storage != Storage::Arena || t.dtype != DType::F32 {
             return Err(self.err("an activation input is not an f32 arena tensor"));
         }
         Ok(t)
     }
-    /// Input `slot`: f32 or f16, weight or arena.
+    /// Input `slot`: f32 or f16, weight or activation.
     fn operand(&self, slot: usize) -> Result<TensorInfo<'a>> {
         let t = self.tensor(self.op.inputs[slot])?;
-        if t.dtype == DType::I32 {
-            return Err(self.err("an operand is i32, not f32 or f16"));
+        if t.dtype == DType::I32 || t.storage == Storage::Persistent {
+            return Err(self.err("an operand is not an f32/f16 weight or activation"));
         }
         Ok(t)
     }
@@ -65,8 +85,8 @@ impl<'a> Check<'_, 'a> {
     }
     fn out(&self) -> Result<TensorInfo<'a>> {
         let t = self.tensor(self.op.output)?;
-        if t.storage == Storage::Weight || t.dtype != DType::F32 {
-            return Err(self.err("the output is not an f32 arena tensor"));
+        if t.storage != Storage::Arena || t.dtype != DType::F32 {
+            return Err(self.err("the output is not an f32 scratch arena tensor"));
         }
         Ok(t)
     }
@@ -76,6 +96,10 @@ impl<'a> Check<'_, 'a> {
     fn elems_eq(&self, t: &TensorInfo<'_>, n: Option<usize>, reason: &'static str) -> Result<()> {
         self.expect(n == Some(t.elems()), reason)
     }
+    /// Row-wise ops keep token rows: the output is SEQ exactly when `x` is.
+    fn same_rows(&self, x: &TensorInfo<'_>, out: &TensorInfo<'_>) -> Result<()> {
+        self.expect(x.seq == out.seq, "input and output disagree on token rows")
+    }
     fn param(&self, i: usize) -> usize {
         self.op.params[i] as usize
     }
@@ -84,6 +108,20 @@ impl<'a> Check<'_, 'a> {
     }
     fn activation(&self, i: usize) -> Result<Activation> {
         Activation::from_code(self.op.params[i]).ok_or(self.err("unknown activation code"))
+    }
+    /// The KV caches (inputs 4 and 5), if the op has them.
+    fn caches(&self) -> Result<Option<(TensorInfo<'a>, TensorInfo<'a>)>> {
+        match (self.op.inputs[4], self.op.inputs[5]) {
+            (NONE, NONE) => Ok(None),
+            (kc, vc) if kc != NONE && vc != NONE => {
+                let (kc, vc) = (self.tensor(kc)?, self.tensor(vc)?);
+                let ok = |t: &TensorInfo<'_>| t.storage == Storage::Persistent && t.dtype == DType::F32;
+                self.expect(ok(&kc) && ok(&vc), "a KV cache is not an f32 persistent tensor")?;
+                self.expect(kc.range().end <= vc.offset || vc.range().end <= kc.offset, "the K and V caches overlap")?;
+                Ok(Some((kc, vc)))
+            }
+            _ => Err(self.err("has a K cache without a V cache or the reverse")),
+        }
     }
 }
 
@@ -116,7 +154,9 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         OpCode::PatchEmbed => {
             let (ch, h, w, p, dim) = (c.param(0), c.param(1), c.param(2), c.param(3), c.param(4));
             c.expect(ch > 0 && dim > 0 && p > 0 && p <= h && p <= w, "bad patch geometry")?;
-            c.elems_eq(&c.act(0)?, mul(ch, h).and_then(|x| mul(x, w)), "image size does not match c*h*w")?;
+            let image = c.act(0)?;
+            c.expect(!image.seq && !out.seq, "patch embedding has no token rows")?;
+            c.elems_eq(&image, mul(ch, h).and_then(|x| mul(x, w)), "image size does not match c*h*w")?;
             c.elems_eq(&c.operand(1)?, mul(dim, ch).and_then(|x| mul(x, p * p)), "weight is not [dim, c, p, p]")?;
             if let Some(b) = c.opt_operand(2)? {
                 c.elems_eq(&b, Some(dim), "bias is not [dim]")?;
@@ -125,11 +165,14 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
         OpCode::ConcatRows => {
             let (a, b) = (c.operand(0)?, c.operand(1)?);
+            c.expect(!a.seq && !b.seq && !out.seq, "concatenation has no token rows")?;
             c.expect(a.shape.cols() == b.shape.cols() && out.shape.cols() == a.shape.cols(), "row widths differ")?;
             c.elems_eq(&out, a.elems().checked_add(b.elems()), "output is not the two inputs' rows")?;
         }
         OpCode::Add => {
             let (a, b) = (c.act(0)?, c.operand(1)?);
+            c.same_rows(&a, &out)?;
+            c.expect(b.storage == Storage::Weight || b.seq == a.seq, "operands disagree on token rows")?;
             c.expect(a.elems() == b.elems() && out.elems() == a.elems(), "element counts differ")?;
         }
         OpCode::LayerNorm | OpCode::RmsNorm => {
@@ -137,12 +180,13 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             let eps = c.param_f32(1);
             c.expect(eps.is_finite() && eps >= 0.0, "eps is not a finite non-negative number")?;
             let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
             c.expect(dim > 0 && x.shape.cols() == dim, "input rows are not [.., dim]")?;
             c.elems_eq(&c.operand(1)?, Some(dim), "gamma is not [dim]")?;
-            if op.opcode == OpCode::LayerNorm {
-                if let Some(b) = c.opt_operand(2)? {
-                    c.elems_eq(&b, Some(dim), "beta is not [dim]")?;
-                }
+            if op.opcode == OpCode::LayerNorm
+                && let Some(b) = c.opt_operand(2)?
+            {
+                c.elems_eq(&b, Some(dim), "beta is not [dim]")?;
             }
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
         }
@@ -150,12 +194,19 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             let (m, kk, n) = (c.param(0), c.param(1), c.param(2));
             c.activation(3)?;
             c.expect(m > 0 && kk > 0 && n > 0, "m, k and n must be positive")?;
-            c.elems_eq(&c.act(0)?, mul(m, kk), "x is not [m, k]")?;
-            c.elems_eq(&c.operand(1)?, mul(n, kk), "weight is not [n, k]")?;
+            let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
+            c.elems_eq(&x, mul(m, kk), "x is not [m, k]")?;
+            c.expect(x.shape.cols() == kk, "x rows are not [k]")?;
+            let w = c.operand(1)?;
+            c.expect(!w.seq, "the weight has token rows")?;
+            c.elems_eq(&w, mul(n, kk), "weight is not [n, k]")?;
             if let Some(b) = c.opt_operand(2)? {
+                c.expect(!b.seq, "the bias has token rows")?;
                 c.elems_eq(&b, Some(n), "bias is not [n]")?;
             }
             if let Some(r) = c.opt_act(3)? {
+                c.same_rows(&r, &out)?;
                 c.elems_eq(&r, mul(m, n), "residual is not [m, n]")?;
             }
             c.elems_eq(&out, mul(m, n), "output is not [m, n]")?;
@@ -165,19 +216,38 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             let scale = c.param_f32(7);
             c.expect(scale.is_finite(), "scale is not finite")?;
             c.expect(op.params[6] & !ATTN_CAUSAL == 0, "unknown attention flags")?;
+            let (q, kt) = (c.act(0)?, c.act(1)?);
+            c.same_rows(&q, &out)?;
             if let Some(mask) = c.opt_act(3)? {
-                c.elems_eq(&mask, Some(s.kv_rows), "key mask is not [kv_rows]")?;
+                c.expect(mask.seq == kt.seq, "key mask and keys disagree on token rows")?;
+                c.elems_eq(&mask, Some(kt.shape.rows()), "key mask is not [kv_rows]")?;
+            }
+            if let Some((kc, vc)) = c.caches()? {
+                let ctx = model.max_context();
+                c.expect(
+                    q.seq && kt.seq && op.inputs[3] == NONE,
+                    "cached attention needs token-row q, k, v and no mask",
+                )?;
+                let kv_width = mul(s.kv_heads, s.head_dim);
+                for cache in [&kc, &vc] {
+                    c.expect(ctx > 0 && cache.shape.rows() == ctx, "a KV cache does not have max_context rows")?;
+                    c.expect(Some(cache.shape.cols()) == kv_width, "a KV cache row is not kv_heads*head_dim")?;
+                }
             }
             c.elems_eq(&out, mul(s.q_rows, s.heads * s.head_dim), "output is not [q_rows, heads*head_dim]")?;
         }
         OpCode::SelectRows => {
             let x = c.act(0)?;
             let (start, count) = (c.param(0), c.param(1));
-            c.expect(count > 0 && start.checked_add(count).is_some_and(|e| e <= x.shape.rows()), "rows out of range")?;
+            c.expect(!out.seq, "selected rows are not token rows")?;
+            // With token rows, a call always has at least one: only row 0 is safe.
+            let limit = if x.seq { 1 } else { x.shape.rows() };
+            c.expect(count > 0 && start.checked_add(count).is_some_and(|e| e <= limit), "rows out of range")?;
             c.elems_eq(&out, mul(count, x.shape.cols()), "output is not [count, cols]")?;
         }
         OpCode::Glu => {
             let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
             let n = c.param(0);
             c.activation(1)?;
             c.expect(n > 0 && mul(n, 2) == Some(x.shape.cols()), "input rows are not [2n]")?;
@@ -185,13 +255,45 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
         OpCode::Activation => {
             c.activation(0)?;
-            c.elems_eq(&out, Some(c.act(0)?.elems()), "output size differs from input")?;
+            let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
+            c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
+        }
+        OpCode::Embedding => {
+            let ids = c.tensor(op.inputs[0])?;
+            c.expect(ids.storage == Storage::Arena && ids.dtype == DType::I32, "ids are not an i32 arena tensor")?;
+            c.same_rows(&ids, &out)?;
+            let (vocab, dim) = (c.param(0), c.param(1));
+            c.expect(vocab > 0 && dim > 0, "vocab and dim must be positive")?;
+            c.elems_eq(&c.operand(1)?, mul(vocab, dim), "table is not [vocab, dim]")?;
+            c.elems_eq(&out, mul(ids.elems(), dim), "output is not [ids, dim]")?;
+        }
+        OpCode::PositionEmbedding => {
+            let (positions, dim) = (c.param(0), c.param(1));
+            c.expect(out.seq, "position embeddings are token rows")?;
+            c.elems_eq(&c.operand(0)?, mul(positions, dim), "table is not [positions, dim]")?;
+            c.expect(out.shape.cols() == dim, "output rows are not [dim]")?;
+            // Every position a call can reach must be in the table.
+            let reach = model.max_context().max(model.max_tokens());
+            c.expect(reach <= positions, "the table has fewer positions than the context")?;
+        }
+        OpCode::Rope => {
+            let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
+            let (heads, head_dim) = (c.param(0), c.param(1));
+            c.expect(head_dim >= 2 && head_dim % 2 == 0, "head_dim must be even")?;
+            c.expect(
+                mul(heads, head_dim).is_some_and(|w| w > 0 && w <= x.shape.cols()),
+                "rotated heads lie past the row",
+            )?;
+            c.elems_eq(&c.operand(1)?, Some(head_dim / 2), "inv_freq is not [head_dim / 2]")?;
+            c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
         }
     }
     Ok(())
 }
 
-/// Reads and checks an Attention op's geometry.
+/// Reads and checks an Attention op's geometry at the largest token count.
 fn attention_shape(c: &Check<'_, '_>) -> Result<AttentionShape> {
     let (heads, kv_heads, head_dim) = (c.param(0), c.param(1), c.param(2));
     let (q_col, k_col, v_col) = (c.param(3), c.param(4), c.param(5));
@@ -205,6 +307,7 @@ fn attention_shape(c: &Check<'_, '_>) -> Result<AttentionShape> {
     c.expect(fits(k_col, kv_heads, &kt), "key heads lie past the row width of k")?;
     c.expect(fits(v_col, kv_heads, &v), "value heads lie past the row width of v")?;
     c.expect(kt.shape.rows() == v.shape.rows() && kt.shape.cols() == v.shape.cols(), "k and v differ in shape")?;
+    c.expect(kt.seq == v.seq && (q.seq == kt.seq), "q, k and v disagree on token rows")?;
     Ok(AttentionShape {
         heads,
         kv_heads,
@@ -219,8 +322,9 @@ fn attention_shape(c: &Check<'_, '_>) -> Result<AttentionShape> {
     })
 }
 
-/// The arena split around one op's output: the output slice is borrowed mutably, the
-/// bytes before and after it shared, so inputs can be read while the output is written.
+/// The scratch arena split around one op's output: the output slice is borrowed
+/// mutably, the bytes before and after it shared, so inputs can be read while the
+/// output is written. Offsets are arena offsets.
 struct Frame<'x> {
     before: &'x [u8],
     after: &'x [u8],
@@ -228,58 +332,102 @@ struct Frame<'x> {
     weights: &'x [u8],
 }
 
+fn misaligned() -> Error {
+    Error::Misaligned { what: "tensor", align: 4 }
+}
+
 impl<'x> Frame<'x> {
-    fn bytes(&self, t: &TensorInfo<'_>) -> Option<&'x [u8]> {
-        let r = t.range();
-        if t.storage == Storage::Weight {
-            self.weights.get(r)
-        } else if r.end <= self.before.len() {
-            self.before.get(r)
-        } else if r.start >= self.after_start {
-            self.after.get(r.start - self.after_start..r.end - self.after_start)
-        } else {
-            None
+    /// The first `count` elements of `t` (all of a weight).
+    fn bytes(&self, t: &TensorInfo<'_>, count: usize) -> Option<&'x [u8]> {
+        let len = count.checked_mul(t.dtype.size_bytes())?.min(t.bytes);
+        let r = t.offset..t.offset + len;
+        match t.storage {
+            Storage::Weight => self.weights.get(r),
+            Storage::Persistent => None,
+            Storage::Arena if r.end <= self.before.len() => self.before.get(r),
+            Storage::Arena if r.start >= self.after_start => {
+                self.after.get(r.start - self.after_start..r.end - self.after_start)
+            }
+            Storage::Arena => None,
         }
     }
-    fn f32(&self, t: &TensorInfo<'_>) -> Result<&'x [f32]> {
-        self.bytes(t)
-            .and_then(|b| bytemuck::try_cast_slice(b).ok())
-            .ok_or(Error::Misaligned { what: "arena tensor", align: 4 })
+    fn f32(&self, t: &TensorInfo<'_>, count: usize) -> Result<&'x [f32]> {
+        self.bytes(t, count).and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or_else(misaligned)
     }
-    fn src(&self, t: &TensorInfo<'_>) -> Result<Src<'x>> {
-        let b = self.bytes(t).ok_or(Error::Misaligned { what: "tensor", align: 4 })?;
-        let cast_err = Error::Misaligned { what: "weight tensor", align: 4 };
+    fn i32(&self, t: &TensorInfo<'_>, count: usize) -> Result<&'x [i32]> {
+        self.bytes(t, count).and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or_else(misaligned)
+    }
+    fn src(&self, t: &TensorInfo<'_>, count: usize) -> Result<Src<'x>> {
+        let b = self.bytes(t, count).ok_or_else(misaligned)?;
         Ok(match t.dtype {
-            DType::F16 => Src::F16(bytemuck::try_cast_slice(b).map_err(|_| cast_err)?),
-            _ => Src::F32(bytemuck::try_cast_slice(b).map_err(|_| cast_err)?),
+            DType::F16 => Src::F16(bytemuck::try_cast_slice(b).map_err(|_| misaligned())?),
+            _ => Src::F32(bytemuck::try_cast_slice(b).map_err(|_| misaligned())?),
         })
     }
 }
 
-/// Splits `arena` around `out`: (output bytes, frame for the inputs).
-fn split<'x>(arena: &'x mut [u8], out: &TensorInfo<'_>, weights: &'x [u8]) -> Result<(&'x mut [u8], Frame<'x>)> {
+/// Splits the arena into (persistent region, output bytes, frame over the rest of the
+/// scratch region).
+fn split<'x>(
+    arena: &'x mut [u8],
+    persistent_bytes: usize,
+    out: &TensorInfo<'_>,
+    weights: &'x [u8],
+) -> Result<(&'x mut [u8], &'x mut [u8], Frame<'x>)> {
     let r = out.range();
-    if r.end > arena.len() {
+    if r.start < persistent_bytes || r.end > arena.len() {
         return Err(Error::ArenaTooSmall { needed: r.end, available: arena.len() });
     }
-    let (before, rest) = arena.split_at_mut(r.start);
+    let (persistent, scratch) = arena.split_at_mut(persistent_bytes);
+    let (before, rest) = scratch.split_at_mut(r.start - persistent_bytes);
     let (out_bytes, after) = rest.split_at_mut(r.end - r.start);
-    Ok((out_bytes, Frame { before, after, after_start: r.end, weights }))
+    // The frame addresses scratch tensors from the start of the scratch region (see `rebase`).
+    Ok((persistent, out_bytes, Frame { before, after, after_start: r.end - persistent_bytes, weights }))
 }
 
-/// Runs one validated op over the arena.
-pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut [u8]) -> Result<()> {
+/// `t` with a scratch tensor's offset taken from the start of the scratch region.
+fn rebase<'a>(t: TensorInfo<'a>, persistent_bytes: usize) -> TensorInfo<'a> {
+    match t.storage {
+        Storage::Arena => TensorInfo { offset: t.offset.saturating_sub(persistent_bytes), ..t },
+        _ => t,
+    }
+}
+
+/// Two disjoint mutable f32 tensors of the persistent region.
+fn two_mut<'x>(region: &'x mut [u8], a: &TensorInfo<'_>, b: &TensorInfo<'_>) -> Result<(&'x mut [f32], &'x mut [f32])> {
+    let (first, second, swap) = if a.offset <= b.offset { (a, b, false) } else { (b, a, true) };
+    if first.range().end > second.offset || second.range().end > region.len() {
+        return Err(misaligned());
+    }
+    let (lo, hi) = region.split_at_mut(second.offset);
+    let x = lo.get_mut(first.range()).ok_or_else(misaligned)?;
+    let y = hi.get_mut(..second.bytes).ok_or_else(misaligned)?;
+    let x: &mut [f32] = bytemuck::try_cast_slice_mut(x).map_err(|_| misaligned())?;
+    let y: &mut [f32] = bytemuck::try_cast_slice_mut(y).map_err(|_| misaligned())?;
+    Ok(if swap { (y, x) } else { (x, y) })
+}
+
+/// Columns `col..` of a row-major tensor's data (empty past the end).
+fn cols(x: &[f32], col: usize) -> &[f32] {
+    x.get(col..).unwrap_or(&[])
+}
+
+/// Runs one validated op over the arena for a call on `run.n` tokens.
+pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut [u8], run: Run) -> Result<()> {
     let c = Check { model, index, op };
     let out_t = c.out()?;
-    let (out_bytes, f) = split(arena, &out_t, model.weights())?;
-    let out: &mut [f32] =
-        bytemuck::try_cast_slice_mut(out_bytes).map_err(|_| Error::Misaligned { what: "arena tensor", align: 4 })?;
-    let tensor = |slot: usize| c.tensor(op.inputs[slot]);
-    let src = |slot: usize| tensor(slot).and_then(|t| f.src(&t));
+    let pb = model.persistent_bytes();
+    let (persistent, out_bytes, f) = split(arena, pb, &out_t, model.weights())?;
+    let out_elems = elems(&out_t, run.n);
+    let out_all: &mut [f32] = bytemuck::try_cast_slice_mut(out_bytes).map_err(|_| misaligned())?;
+    let out = out_all.get_mut(..out_elems).ok_or_else(misaligned)?;
+    let n = run.n;
+    let tensor = |slot: usize| c.tensor(op.inputs[slot]).map(|t| rebase(t, pb));
+    let src = |slot: usize| tensor(slot).and_then(|t| f.src(&t, elems(&t, n)));
     let opt_src = |slot: usize| -> Result<Option<Src<'_>>> {
         if op.inputs[slot] == NONE { Ok(None) } else { src(slot).map(Some) }
     };
-    let act = |slot: usize| tensor(slot).and_then(|t| f.f32(&t));
+    let act = |slot: usize| tensor(slot).and_then(|t| f.f32(&t, elems(&t, n)));
     let opt_act = |slot: usize| -> Result<Option<&[f32]>> {
         if op.inputs[slot] == NONE { Ok(None) } else { act(slot).map(Some) }
     };
@@ -292,27 +440,69 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
             k::patch::ref_patch_embed(act(0)?, src(1)?, opt_src(2)?, out, p(0), p(1), p(2), p(3), p(4));
         }
         OpCode::ConcatRows => k::elementwise::ref_concat_rows(src(0)?, src(1)?, out),
-        OpCode::Add => k::elementwise::ref_add(act(0)?, src(1)?, out),
+        OpCode::Add => k::elementwise::ref_add(act(0)?, src(1)?.slice(0, out_elems), out),
         OpCode::LayerNorm => k::norm::ref_layer_norm(act(0)?, src(1)?, opt_src(2)?, out, p(0), pf(1)),
         OpCode::RmsNorm => k::norm::ref_rms_norm(act(0)?, src(1)?, out, p(0), pf(1)),
         OpCode::MatMul => {
-            k::matmul::ref_matmul(act(0)?, src(1)?, opt_src(2)?, opt_act(3)?, activation(3), out, p(0), p(1), p(2))
+            let m = rows(&out_t, n);
+            k::matmul::ref_matmul(act(0)?, src(1)?, opt_src(2)?, opt_act(3)?, activation(3), out, m, p(1), p(2))
         }
         OpCode::Attention => {
-            let s = attention_shape(&c)?;
-            let cols = |slot: usize, col: usize| act(slot).map(|x| x.get(col..).unwrap_or(&[]));
-            k::attention::ref_attention(cols(0, p(3))?, cols(1, p(4))?, cols(2, p(5))?, opt_act(3)?, out, &s);
+            let mut s = attention_shape(&c)?;
+            let (q, kk, v) = (act(0)?, act(1)?, act(2)?);
+            s.q_rows = rows(&tensor(0)?, n);
+            match c.caches()? {
+                None => {
+                    s.kv_rows = rows(&tensor(1)?, n);
+                    let mask = opt_act(3)?;
+                    k::attention::ref_attention(cols(q, p(3)), cols(kk, p(4)), cols(v, p(5)), mask, out, &s);
+                }
+                Some((kc, vc)) => {
+                    let (k_cache, v_cache) = two_mut(persistent, &kc, &vc)?;
+                    let width = s.kv_heads * s.head_dim;
+                    // Store this call's keys and values at rows pos..pos+n.
+                    for (cache, src_t, col) in [(&mut *k_cache, kk, p(4)), (&mut *v_cache, v, p(5))] {
+                        let dst = cache
+                            .get_mut(run.pos * width..(run.pos + n) * width)
+                            .ok_or(Error::ContextFull { needed: run.pos + n, capacity: model.max_context() })?;
+                        for (d, row) in dst.chunks_exact_mut(width).zip(src_t.chunks(s.kv_stride)) {
+                            d.copy_from_slice(row.get(col..col + width).ok_or_else(misaligned)?);
+                        }
+                    }
+                    s.kv_rows = run.pos + n;
+                    s.kv_stride = width;
+                    s.q_pos0 = run.pos;
+                    k::attention::ref_attention(cols(q, p(3)), k_cache, v_cache, None, out, &s);
+                }
+            }
         }
         OpCode::SelectRows => {
             let x = tensor(0)?;
             let cols = x.shape.cols();
-            let rows = act(0)?.get(p(0) * cols..(p(0) + p(1)) * cols).unwrap_or(&[]);
+            let rows = f.f32(&x, elems(&x, n))?.get(p(0) * cols..(p(0) + p(1)) * cols).unwrap_or(&[]);
             out.iter_mut().zip(rows).for_each(|(o, v)| *o = *v);
         }
         OpCode::Glu => k::activation::ref_glu(act(0)?, out, p(0), activation(1)),
         OpCode::Activation => {
             out.iter_mut().zip(act(0)?).for_each(|(o, v)| *o = *v);
             k::activation::ref_activation_inplace(out, activation(0));
+        }
+        OpCode::Embedding => {
+            let ids_t = tensor(0)?;
+            let ids = f.i32(&ids_t, elems(&ids_t, n))?;
+            let rows = ids.iter().map(|&id| usize::try_from(id).unwrap_or(usize::MAX));
+            k::embedding::ref_embedding(src(1)?, p(1), rows, out);
+        }
+        OpCode::PositionEmbedding => k::embedding::ref_embedding(src(0)?, p(1), run.pos..run.pos + n, out),
+        OpCode::Rope => {
+            let x = act(0)?;
+            out.iter_mut().zip(x).for_each(|(o, v)| *o = *v);
+            let inv_freq = match src(1)? {
+                Src::F32(s) => s,
+                Src::F16(_) => return Err(Error::WrongDType { expected: "f32", found: "f16" }),
+            };
+            let x_t = tensor(0)?;
+            k::rope::ref_rope_inplace(out, rows(&x_t, n), x_t.shape.cols(), p(0), p(1), inv_freq, run.pos);
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `cargo xtask infer` and `cargo xtask validate`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -50,7 +50,7 @@ pub struct ValidateArgs {
     pub output: Option<PathBuf>,
 }
 
-fn read_inputs(path: &PathBuf) -> Result<BTreeMap<String, HostTensor>> {
+fn read_inputs(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
@@ -58,8 +58,8 @@ fn read_inputs(path: &PathBuf) -> Result<BTreeMap<String, HostTensor>> {
 }
 
 fn run_model(
-    model_path: &PathBuf,
-    input: &PathBuf,
+    model_path: &Path,
+    input: &Path,
     generate: Option<usize>,
     arena_bytes: Option<usize>,
 ) -> Result<(BTreeMap<String, HostTensor>, f64)> {
