@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use mote_models::compare::{Comparison, compare};
-use mote_models::host::{AlignedBytes, run_batched};
+use mote_models::host::AlignedBytes;
 use mote_models::tensor::read_safetensors;
 use mote_models::{ConvertOptions, Converted, HostTensor, WeightDType};
 use mote_runtime::Model;
@@ -28,9 +28,23 @@ pub fn convert(dir: &std::path::Path, dtype: WeightDType) -> Converted {
 
 /// Runs converted bytes on the host over a batch of inputs.
 pub fn run(bytes: &[u8], inputs: &BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTensor> {
+    run_generate(bytes, inputs, None)
+}
+
+/// [`run`], generating `generate` greedy tokens after the prompt (decoders).
+pub fn run_generate(
+    bytes: &[u8],
+    inputs: &BTreeMap<String, HostTensor>,
+    generate: Option<usize>,
+) -> BTreeMap<String, HostTensor> {
     let buf = AlignedBytes::new(bytes);
     let model = Model::parse(&buf).unwrap_or_else(|e| panic!("parse: {e}"));
-    run_batched(&model, inputs).unwrap_or_else(|e| panic!("run: {e}"))
+    mote_models::host::run(&model, inputs, generate).unwrap_or_else(|e| panic!("run: {e}"))
+}
+
+/// Converts with explicit options.
+pub fn convert_with(dir: &std::path::Path, opts: &ConvertOptions) -> Converted {
+    mote_models::convert_dir(dir, opts).unwrap_or_else(|e| panic!("converting {}: {e}", dir.display()))
 }
 
 /// Reads a safetensors file from the test data.

@@ -95,7 +95,7 @@ fn relu(x: f32) -> f32 {
     if x < 0.0 { 0.0 } else { x }
 }
 
-/// x[i] = act(x[i]) for every element. x: any shape.
+/// `x[i] = act(x[i])` for every element. x: any shape.
 pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
     // One match per call: each arm is its own monomorphised loop.
     fn map(x: &mut [f32], f: impl Fn(f32) -> f32) {
@@ -112,8 +112,10 @@ pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
 }
 
 /// Gated linear unit (Llama SwiGLU with `act = Silu`, GeGLU with a GELU).
+/// ```text
 /// x: [rows, 2*n], each row laid out as [gate: n | up: n]; out: [rows, n]
 /// out[r, i] = act(x[r, i]) * x[r, n + i]
+/// ```
 pub fn ref_glu(x: &[f32], out: &mut [f32], n: usize, act: Activation) {
     debug_assert_shape_eq!(Some(x.len()), out.len().checked_mul(2), "x: [rows, 2*n]; out: [rows, n]");
     debug_assert_shape!(n == 0 || out.len().is_multiple_of(n));

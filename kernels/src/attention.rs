@@ -29,13 +29,15 @@ pub struct AttentionShape {
     pub scale: f32,
 }
 
-/// out[i, h, :] = Σ_j softmax_j(scale * q[i, h, :] . k[j, g, :]) * v[j, g, :],
-/// over the keys j that query i sees (causality, `key_mask`), with g = h / (heads / kv_heads).
+/// Attention of every query row and head over the keys it sees (causality, `key_mask`):
+/// ```text
+/// out[i, h, :] = Σ_j softmax_j(scale * q[i, h, :] . k[j, g, :]) * v[j, g, :],  g = h / (heads / kv_heads)
 ///
-/// q: query i, head h = `q[i*q_stride + h*head_dim ..][..head_dim]`
-/// k, v: row j, kv head g = `k[j*kv_stride + g*head_dim ..][..head_dim]`
-/// key_mask: optional [kv_rows]; key j is skipped when `key_mask[j] == 0.0` (padding)
+/// q: query i, head h = q[i*q_stride + h*head_dim ..][..head_dim]
+/// k, v: row j, kv head g = k[j*kv_stride + g*head_dim ..][..head_dim]
+/// key_mask: optional [kv_rows]; key j is skipped when key_mask[j] == 0.0 (padding)
 /// out: [q_rows, heads*head_dim], dense
+/// ```
 ///
 /// q, k and v may be sub-slices of one fused [T, (heads + 2*kv_heads)*head_dim] tensor
 /// (stride = that width), or k, v a KV cache (stride = kv_heads*head_dim).

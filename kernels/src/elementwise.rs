@@ -4,9 +4,11 @@
 use crate::Src;
 use crate::src::debug_assert_shape_eq;
 
+/// ```text
 /// out[i] = a[i] + b[i]
-/// a, b, out: [len] (any shape, same for all three; `b` may be f16, e.g. a position
-/// embedding stored as a weight)
+/// a, b, out: [len] (any shape, the same for all three)
+/// ```
+/// `b` may be f16, e.g. a position embedding stored as a weight.
 pub fn ref_add(a: &[f32], b: Src<'_>, out: &mut [f32]) {
     debug_assert_shape_eq!(a.len(), out.len(), "a, out: [len]");
     debug_assert_shape_eq!(b.len(), out.len(), "b, out: [len]");
@@ -14,9 +16,11 @@ pub fn ref_add(a: &[f32], b: Src<'_>, out: &mut [f32]) {
     b.zip_with(out, |o, b| o + b);
 }
 
-/// Stacks the rows of `a` on top of the rows of `b`.
-/// a: [rows_a, dim] (e.g. the CLS token weight, f16 or f32); b: [rows_b, dim];
+/// Stacks the rows of `a` on top of the rows of `b`:
+/// ```text
+/// a: [rows_a, dim] (e.g. the CLS token weight, f16 or f32); b: [rows_b, dim]
 /// out: [rows_a + rows_b, dim]
+/// ```
 /// Rows are contiguous, so `dim` is implied: out = a's elements, then b's.
 pub fn ref_concat_rows(a: Src<'_>, b: Src<'_>, out: &mut [f32]) {
     debug_assert_shape_eq!(a.len().checked_add(b.len()), Some(out.len()), "out: [rows_a + rows_b, dim]");

@@ -4,11 +4,14 @@ use crate::Src;
 use crate::activation::{Activation, ref_activation_inplace};
 use crate::src::{Element, debug_assert_shape, debug_assert_shape_eq};
 
+/// A linear layer with its activation and residual add:
+/// ```text
 /// out[m, n] = act(Σ_k x[m, k] * w[n, k] + bias[n]) + residual[m, n]
-///
-/// x: [m, k]; w: [n, k] row-major (PyTorch `nn.Linear.weight` layout), f16 or f32;
-/// bias: [n]; residual: [m, n]; out: [m, n]. With k == 0, out = act(bias) + residual.
-/// Accumulates in f32, one output at a time, k in order.
+/// x: [m, k]; w: [n, k] row-major (PyTorch nn.Linear.weight layout), f16 or f32
+/// bias: [n]; residual: [m, n]; out: [m, n]
+/// ```
+/// With `k == 0`, out = act(bias) + residual. Accumulates in f32, one output at a time,
+/// k in order.
 #[allow(clippy::too_many_arguments)] // the shape is part of the contract
 pub fn ref_matmul(
     x: &[f32],

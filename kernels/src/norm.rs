@@ -8,7 +8,9 @@ use crate::src::{debug_assert_shape, debug_assert_shape_eq};
 /// out = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance
 /// (divided by `dim`), computed in two passes (mean, then Σ(x - mean)^2) so a large
 /// common offset does not cancel catastrophically.
+/// ```text
 /// x: [rows, dim]; gamma: [dim]; beta: [dim]; out: [rows, dim]
+/// ```
 pub fn ref_layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
     debug_assert_shape_eq!(x.len(), out.len(), "x, out: [rows, dim]");
     debug_assert_shape!(dim == 0 || x.len().is_multiple_of(dim));
@@ -33,7 +35,9 @@ pub fn ref_layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mu
 }
 
 /// Llama `RMSNorm`, per row of `dim` elements: out = x / sqrt(mean(x^2) + eps) * gamma.
+/// ```text
 /// x: [rows, dim]; gamma: [dim]; out: [rows, dim]
+/// ```
 pub fn ref_rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
     debug_assert_shape_eq!(x.len(), out.len(), "x, out: [rows, dim]");
     debug_assert_shape!(dim == 0 || x.len().is_multiple_of(dim));

@@ -6,10 +6,12 @@ use crate::src::{Element, debug_assert_shape, debug_assert_shape_eq};
 /// Conv2d with kernel = stride = `patch`, no padding (Hugging Face ViT
 /// `embeddings.patch_embeddings.projection`), flattened to tokens.
 ///
+/// ```text
 /// image: [c, h, w]; weight: [dim, c, patch, patch] (f16 or f32); bias: [dim]
-/// out: [(h/patch) * (w/patch), dim]; token row = py * (w/patch) + px.
-/// out[py*(w/patch) + px, d] = bias[d] +
-///     Σ_{ci, ky, kx} image[ci, py*patch + ky, px*patch + kx] * weight[d, ci, ky, kx]
+/// out: [(h/patch) * (w/patch), dim]; token row = py * (w/patch) + px
+/// out[py*(w/patch) + px, d] = bias[d]
+///     + Σ_{ci, ky, kx} image[ci, py*patch + ky, px*patch + kx] * weight[d, ci, ky, kx]
+/// ```
 /// A remainder of fewer than `patch` rows or columns is dropped, as Conv2d does.
 #[allow(clippy::too_many_arguments)] // the shape is part of the contract
 pub fn ref_patch_embed(

@@ -142,6 +142,34 @@ impl Graph {
         self.push(name.to_string(), DType::F32, shape, TensorKind::Activation)
     }
 
+    /// An activation whose rows are tokens exactly when `like`'s are.
+    fn activation_like(&mut self, name: &str, shape: Vec<usize>, like: TensorId) -> TensorId {
+        let seq = self.tensor(like).seq;
+        let id = self.activation(name, shape);
+        self.tensors[id as usize].seq = seq;
+        id
+    }
+
+    /// A token-id input: i32, one row per token, `max_tokens` rows.
+    pub fn token_input(&mut self, name: &str) -> TensorId {
+        let id = self.push(name.to_string(), DType::I32, vec![self.max_tokens, 1], TensorKind::Activation);
+        self.tensors[id as usize].seq = true;
+        self.inputs.push(id);
+        id
+    }
+
+    /// A per-token f32 input (e.g. `attention_mask`): `max_tokens` values.
+    pub fn token_f32_input(&mut self, name: &str) -> TensorId {
+        let id = self.input(name, vec![self.max_tokens, 1]);
+        self.tensors[id as usize].seq = true;
+        id
+    }
+
+    /// A persistent f32 tensor (KV cache, recurrent state), zeroed by `reset`.
+    pub fn persistent(&mut self, name: &str, shape: Vec<usize>) -> TensorId {
+        self.push(name.to_string(), DType::F32, shape, TensorKind::Persistent)
+    }
+
     /// Adds `t` as a weight called `name`, stored as `dtype`.
     pub fn weight_from(&mut self, name: &str, t: &HostTensor, dtype: DType) -> Result<TensorId> {
         let values = t.as_f32().ok_or_else(|| Error::TensorDType { name: name.into(), dtype: "integer".into() })?;
@@ -175,6 +203,27 @@ impl Graph {
     pub fn matrix(&mut self, ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<TensorId> {
         let dtype = self.weight_dtype.dtype();
         self.checkpoint_weight(ckpt, name, shape, dtype)
+    }
+
+    /// A matrix stored in the checkpoint transposed (`[in, out]`, GPT-2's `Conv1D`),
+    /// stored as `[out, in]` in the graph's weight dtype.
+    pub fn matrix_transposed(&mut self, ckpt: &Checkpoint, name: &str, in_out: [usize; 2]) -> Result<TensorId> {
+        if let Some(&id) = self.weight_ids.get(name) {
+            return Ok(id);
+        }
+        let t = ckpt.tensor(name, &in_out)?;
+        let v = t.to_f32();
+        let [rows_in, cols_out] = in_out;
+        let mut tr = vec![0f32; v.len()];
+        for i in 0..rows_in {
+            for o in 0..cols_out {
+                tr[o * rows_in + i] = v[i * cols_out + o];
+            }
+        }
+        let dtype = self.weight_dtype.dtype();
+        let id = self.weight_from(name, &HostTensor::f32(vec![cols_out, rows_in], tr), dtype)?;
+        self.weight_ids.insert(name.to_string(), id);
+        Ok(id)
     }
 
     /// A vector (bias, norm weight) from the checkpoint, stored as f32.
@@ -246,7 +295,7 @@ impl Graph {
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
-        let out = self.activation(name, shape);
+        let out = self.activation_like(name, shape, x);
         self.op(OpCode::MatMul, &[Some(x), Some(w), bias, residual], out, &[m as u32, k as u32, n as u32, act.code()]);
         out
     }
@@ -261,7 +310,7 @@ impl Graph {
     ) -> TensorId {
         let shape = self.tensor(x).shape.clone();
         let dim = self.tensor(x).cols() as u32;
-        let out = self.activation(name, shape);
+        let out = self.activation_like(name, shape, x);
         self.op(OpCode::LayerNorm, &[Some(x), Some(gamma), beta], out, &[dim, f32_bits(eps)]);
         out
     }
@@ -269,13 +318,15 @@ impl Graph {
     pub fn rms_norm(&mut self, name: &str, x: TensorId, gamma: TensorId, eps: f32) -> TensorId {
         let shape = self.tensor(x).shape.clone();
         let dim = self.tensor(x).cols() as u32;
-        let out = self.activation(name, shape);
+        let out = self.activation_like(name, shape, x);
         self.op(OpCode::RmsNorm, &[Some(x), Some(gamma)], out, &[dim, f32_bits(eps)]);
         out
     }
 
     /// Multi-head attention over a fused qkv tensor [t, (heads + 2*kv_heads) * head_dim]
-    /// laid out [q | k | v]; output [t, heads * head_dim].
+    /// laid out [q | k | v]; output [t, heads * head_dim]. `mask`: per-key [t] (1 keep,
+    /// 0 skip); `cache`: persistent K and V caches `[max_context, kv_heads * head_dim]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
         name: &str,
@@ -284,19 +335,55 @@ impl Graph {
         kv_heads: usize,
         head_dim: usize,
         causal: bool,
+        mask: Option<TensorId>,
+        cache: Option<(TensorId, TensorId)>,
     ) -> TensorId {
         let t = self.tensor(qkv).rows();
-        let out = self.activation(name, vec![t, heads * head_dim]);
+        let out = self.activation_like(name, vec![t, heads * head_dim], qkv);
         let (q_col, k_col, v_col) = (0, heads * head_dim, (heads + kv_heads) * head_dim);
         let scale = 1.0 / (head_dim as f32).sqrt();
         let flags = if causal { ATTN_CAUSAL } else { 0 };
         let params = [heads, kv_heads, head_dim, q_col, k_col, v_col].map(|x| x as u32);
         self.op(
             OpCode::Attention,
-            &[Some(qkv), Some(qkv), Some(qkv)],
+            &[Some(qkv), Some(qkv), Some(qkv), mask, cache.map(|c| c.0), cache.map(|c| c.1)],
             out,
             &[params[0], params[1], params[2], params[3], params[4], params[5], flags, f32_bits(scale)],
         );
+        out
+    }
+
+    /// Rows of `table` [vocab, dim] picked by the ids in `ids`.
+    pub fn embedding(&mut self, name: &str, ids: TensorId, table: TensorId) -> TensorId {
+        let (vocab, dim) = (self.tensor(table).rows(), self.tensor(table).cols());
+        let out = self.activation_like(name, vec![self.tensor(ids).elems(), dim], ids);
+        self.op(OpCode::Embedding, &[Some(ids), Some(table)], out, &[vocab as u32, dim as u32]);
+        out
+    }
+
+    /// Rows `pos..pos + n` of `table` [positions, dim] for a call on n tokens at cache
+    /// position pos.
+    pub fn position_embedding(&mut self, name: &str, table: TensorId) -> TensorId {
+        let (positions, dim) = (self.tensor(table).rows(), self.tensor(table).cols());
+        let out = self.activation(name, vec![self.max_tokens, dim]);
+        self.tensors[out as usize].seq = true;
+        self.op(OpCode::PositionEmbedding, &[Some(table)], out, &[positions as u32, dim as u32]);
+        out
+    }
+
+    /// `x` with its first `heads` heads (of `head_dim`) rotated by RoPE.
+    pub fn rope(&mut self, name: &str, x: TensorId, inv_freq: TensorId, heads: usize, head_dim: usize) -> TensorId {
+        let shape = self.tensor(x).shape.clone();
+        let out = self.activation_like(name, shape, x);
+        self.op(OpCode::Rope, &[Some(x), Some(inv_freq)], out, &[heads as u32, head_dim as u32]);
+        out
+    }
+
+    /// `act(x[:, :n]) * x[:, n:]` for x [t, 2n].
+    pub fn glu(&mut self, name: &str, x: TensorId, act: Activation) -> TensorId {
+        let (rows, n) = (self.tensor(x).rows(), self.tensor(x).cols() / 2);
+        let out = self.activation_like(name, vec![rows, n], x);
+        self.op(OpCode::Glu, &[Some(x)], out, &[n as u32, act.code()]);
         out
     }
 
@@ -329,7 +416,7 @@ impl Graph {
 
     pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> TensorId {
         let shape = self.tensor(a).shape.clone();
-        let out = self.activation(name, shape);
+        let out = self.activation_like(name, shape, a);
         self.op(OpCode::Add, &[Some(a), Some(b)], out, &[]);
         out
     }

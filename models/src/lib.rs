@@ -1,13 +1,16 @@
 //! Mote's converter: a Hugging Face checkpoint directory -> op graph (per-architecture
 //! recipe) -> memory plan -> `.mote` bytes; and a host runner for converted models.
 
+pub mod bert;
 mod blocks;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod error;
+pub mod gpt2;
 pub mod graph;
 pub mod host;
+pub mod llama;
 pub mod planner;
 pub mod tensor;
 pub mod vit;
@@ -23,7 +26,11 @@ pub use planner::Plan;
 pub use tensor::{HostTensor, TensorData};
 
 /// Architectures the converter reads, by their `config.json` `architectures` name.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["ViTForImageClassification", "ViTModel"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] =
+    &["ViTForImageClassification", "ViTModel", "BertModel", "LlamaForCausalLM", "GPT2LMHeadModel"];
+
+/// Tokens per call for decoders when `--chunk` is not given.
+pub const DEFAULT_DECODER_CHUNK: usize = 16;
 
 /// Conversion settings.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +41,12 @@ pub struct ConvertOptions {
     pub max_flash: Option<usize>,
     /// Fail if the arena would be larger than this.
     pub max_arena: Option<usize>,
+    /// Longest sequence: the KV-cache context of a decoder, the longest input of an
+    /// encoder (default: the config's `max_position_embeddings` / `n_positions`).
+    pub max_seq: Option<usize>,
+    /// Decoders: most tokens one call processes (prefill chunk; default 16, at most
+    /// `max_seq`). The arena grows with it; 1 gives the smallest arena.
+    pub chunk: Option<usize>,
 }
 
 /// What a conversion produced, with the numbers a firmware engineer budgets with.
@@ -50,6 +63,8 @@ pub struct Converted {
     pub arena_bytes: usize,
     pub persistent_bytes: usize,
     pub lower_bound_bytes: usize,
+    pub max_tokens: usize,
+    pub max_context: usize,
     pub inputs: Vec<(String, Vec<usize>)>,
     pub outputs: Vec<(String, Vec<usize>)>,
 }
@@ -61,6 +76,9 @@ pub fn architecture_of(cfg: &serde_json::Value) -> Result<String> {
     }
     match cfg.get("model_type").and_then(|m| m.as_str()) {
         Some("vit") => Ok("ViTModel".into()),
+        Some("bert") => Ok("BertModel".into()),
+        Some("llama") => Ok("LlamaForCausalLM".into()),
+        Some("gpt2") => Ok("GPT2LMHeadModel".into()),
         Some(other) => Ok(format!("model_type {other:?}")),
         None => Err(Error::Config {
             key: "architectures".into(),
@@ -69,14 +87,46 @@ pub fn architecture_of(cfg: &serde_json::Value) -> Result<String> {
     }
 }
 
+fn seq_err(msg: String) -> Error {
+    Error::Config { key: "--max-seq / --chunk".into(), msg }
+}
+
+/// Sets a decoder's context and tokens per call from the options and the config default.
+fn decoder_sizes(g: &mut Graph, opts: &ConvertOptions, config_max: usize) -> Result<()> {
+    let context = opts.max_seq.unwrap_or(config_max);
+    let chunk = opts.chunk.unwrap_or(DEFAULT_DECODER_CHUNK.min(context));
+    if context == 0 || chunk == 0 || chunk > context {
+        return Err(seq_err(format!("need 1 <= chunk ({chunk}) <= max-seq ({context})")));
+    }
+    g.max_context = context;
+    g.max_tokens = chunk;
+    Ok(())
+}
+
 /// Builds the op graph for a checkpoint.
-pub fn build_graph(ckpt: &Checkpoint, dtype: WeightDType) -> Result<Graph> {
+pub fn build_graph(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Graph> {
     let arch = architecture_of(&ckpt.config)?;
     let config_json = serde_json::to_string(&ckpt.config).unwrap_or_default();
-    let mut g = Graph::new(&arch, config_json, dtype);
+    let mut g = Graph::new(&arch, config_json, opts.dtype);
+    let cfg = &ckpt.config;
     match arch.as_str() {
         "ViTForImageClassification" => vit::build(&mut g, ckpt, true)?,
         "ViTModel" => vit::build(&mut g, ckpt, false)?,
+        "BertModel" => {
+            if opts.chunk.is_some() {
+                return Err(seq_err("--chunk is for decoders; an encoder sees the whole sequence at once".into()));
+            }
+            g.max_tokens = opts.max_seq.unwrap_or(config::usize_or(cfg, "max_position_embeddings", 512)?);
+            bert::build(&mut g, ckpt)?
+        }
+        "LlamaForCausalLM" => {
+            decoder_sizes(&mut g, opts, config::usize_or(cfg, "max_position_embeddings", 2048)?)?;
+            llama::build(&mut g, ckpt)?
+        }
+        "GPT2LMHeadModel" => {
+            decoder_sizes(&mut g, opts, config::usize_or(cfg, "n_positions", 1024)?)?;
+            gpt2::build(&mut g, ckpt)?
+        }
         _ => {
             return Err(Error::UnknownArchitecture { found: arch, supported: SUPPORTED_ARCHITECTURES.to_vec() });
         }
@@ -106,6 +156,8 @@ pub fn compile(g: &Graph, opts: &ConvertOptions) -> Result<Converted> {
         arena_bytes: plan.arena_bytes,
         persistent_bytes: plan.persistent_bytes,
         lower_bound_bytes: plan.lower_bound_bytes,
+        max_tokens: g.max_tokens,
+        max_context: g.max_context,
         inputs: io(&g.inputs),
         outputs: io(&g.outputs),
         bytes,
@@ -122,6 +174,6 @@ pub fn compile(g: &Graph, opts: &ConvertOptions) -> Result<Converted> {
 /// Converts a Hugging Face model directory.
 pub fn convert_dir(dir: &Path, opts: &ConvertOptions) -> Result<Converted> {
     let ckpt = Checkpoint::open(dir)?;
-    let g = build_graph(&ckpt, opts.dtype)?;
+    let g = build_graph(&ckpt, opts)?;
     compile(&g, opts)
 }

@@ -13,7 +13,7 @@
 use mote_runtime::Activation;
 use serde_json::Value;
 
-use crate::blocks::{self, AttentionNames};
+use crate::blocks::{self, AttentionNames, AttentionOpts};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -154,12 +154,26 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint, classify: bool) -> Result<()> {
                 .then(|| ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}.bias"))),
             out: format!("{l}.attention.output.dense.weight"),
             out_bias: Some(format!("{l}.attention.output.dense.bias")),
+            ..Default::default()
         };
-        let h = blocks::self_attention(g, ckpt, &format!("{l}.attention"), &names, a, x, d, c.heads, c.heads, false)?;
+        let opts = AttentionOpts { heads: c.heads, kv_heads: c.heads, head_dim: d / c.heads, ..Default::default() };
+        let h = blocks::self_attention(g, ckpt, &format!("{l}.attention"), &names, a, x, d, &opts)?;
         let b = blocks::layer_norm(g, ckpt, &format!("{l}.layernorm_after"), h, d, c.eps)?;
         let (up_w, up_b) = (format!("{l}.intermediate.dense.weight"), format!("{l}.intermediate.dense.bias"));
         let (down_w, down_b) = (format!("{l}.output.dense.weight"), format!("{l}.output.dense.bias"));
-        x = blocks::mlp(g, ckpt, &l, (&up_w, Some(&up_b)), (&down_w, Some(&down_b)), b, h, d, c.intermediate, c.act)?;
+        x = blocks::mlp(
+            g,
+            ckpt,
+            &l,
+            (&up_w, Some(&up_b)),
+            (&down_w, Some(&down_b)),
+            b,
+            h,
+            d,
+            c.intermediate,
+            c.act,
+            false,
+        )?;
     }
 
     if classify {

@@ -24,6 +24,13 @@ pub struct Args {
     /// Fail if the arena would be larger than this (e.g. 256K).
     #[arg(long, value_parser = parse_bytes)]
     pub max_arena: Option<usize>,
+    /// Longest sequence: a decoder's KV-cache context, an encoder's longest input
+    /// (default: the config's max_position_embeddings / n_positions).
+    #[arg(long)]
+    pub max_seq: Option<usize>,
+    /// Decoders: most tokens per call (prompt chunk); the arena grows with it, 1 is smallest.
+    #[arg(long)]
+    pub chunk: Option<usize>,
 }
 
 pub fn options(a: &Args) -> ConvertOptions {
@@ -31,6 +38,8 @@ pub fn options(a: &Args) -> ConvertOptions {
         dtype: if a.dtype == "f32" { WeightDType::F32 } else { WeightDType::F16 },
         max_flash: a.max_flash,
         max_arena: a.max_arena,
+        max_seq: a.max_seq,
+        chunk: a.chunk,
     }
 }
 
@@ -53,7 +62,19 @@ pub fn print_summary(c: &Converted) {
         bytes(c.arena_bytes),
         bytes(c.lower_bound_bytes)
     );
-    println!("state bytes       {} (persistent part of the arena)", bytes(c.persistent_bytes));
+    if c.max_context > 0 {
+        println!(
+            "KV cache bytes    {} for {} tokens of context (persistent part of the arena)",
+            bytes(c.persistent_bytes),
+            c.max_context
+        );
+        println!("tokens per call   {} (--chunk)", c.max_tokens);
+    } else if c.max_tokens > 0 {
+        println!("max tokens        {} (--max-seq)", c.max_tokens);
+    }
+    if c.persistent_bytes > 0 && c.max_context == 0 {
+        println!("state bytes       {} (persistent part of the arena)", bytes(c.persistent_bytes));
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use mote_models::HostTensor;
 use mote_models::compare::compare;
-use mote_models::host::{run_batched, run_batched_in};
+use mote_models::host::{run, run_in};
 use mote_models::tensor::{read_safetensors, write_safetensors};
 
 use crate::util::{parse_model, read_model};
@@ -48,6 +48,10 @@ pub struct ValidateArgs {
     /// Also write Mote's outputs here.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also generate N tokens greedily (decoders) and compare them with the reference's
+    /// `greedy_tokens`, which must be equal.
+    #[arg(long)]
+    pub generate: Option<usize>,
 }
 
 fn read_inputs(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
@@ -65,17 +69,14 @@ fn run_model(
 ) -> Result<(BTreeMap<String, HostTensor>, f64)> {
     let bytes = read_model(model_path)?;
     let model = parse_model(model_path, &bytes)?;
-    if generate.is_some() {
-        bail!("--generate: {} is not a causal language model", model.architecture());
-    }
     let inputs = read_inputs(input)?;
     let start = Instant::now();
     let outputs = match arena_bytes {
-        None => run_batched(&model, &inputs)?,
+        None => run(&model, &inputs, generate)?,
         Some(n) => {
             let mut buf = vec![0u8; n + 63];
             let at = buf.as_ptr().align_offset(64);
-            run_batched_in(&model, &inputs, &mut buf[at..at + n])?
+            run_in(&model, &inputs, generate, &mut buf[at..at + n])?
         }
     };
     Ok((outputs, start.elapsed().as_secs_f64()))
@@ -92,7 +93,7 @@ pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
 }
 
 pub fn run_validate(a: ValidateArgs) -> Result<ExitCode> {
-    let (outputs, secs) = run_model(&a.model, &a.input, None, None)?;
+    let (outputs, secs) = run_model(&a.model, &a.input, a.generate, None)?;
     let reference = read_inputs(&a.reference)?;
     if let Some(path) = &a.output {
         write_safetensors(path, &outputs).with_context(|| format!("writing {}", path.display()))?;
@@ -107,6 +108,14 @@ pub fn run_validate(a: ValidateArgs) -> Result<ExitCode> {
         };
         if want.shape != got.shape {
             bail!("output {name}: Mote gives shape {:?}, the reference has {:?}", got.shape, want.shape);
+        }
+        if let (Some(g), Some(w)) = (got.as_i64(), want.as_i64()) {
+            let same = g.iter().zip(w).filter(|(a, b)| a == b).count();
+            let pass = g == w;
+            ok &= pass;
+            compared += 1;
+            println!("{name:<20} {same}/{} tokens equal {}", w.len(), if pass { "ok" } else { "FAIL" });
+            continue;
         }
         let (g, w) = (got.to_f32(), want.to_f32());
         let c = compare(&g, &w, &got.shape).context("length mismatch")?;
@@ -133,7 +142,7 @@ pub fn run_validate(a: ValidateArgs) -> Result<ExitCode> {
     if ok {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: cosine similarity below {} for at least one output", a.min_cosine);
+        eprintln!("error: an output differs from the reference (cosine below {} or tokens not equal)", a.min_cosine);
         Ok(ExitCode::FAILURE)
     }
 }
