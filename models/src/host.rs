@@ -316,3 +316,20 @@ fn run_sequences(
     }
     Ok(result)
 }
+
+/// Sentence embedding as sentence-transformers computes it for mean-pooling models:
+/// the mean of the token vectors whose mask is non-zero, L2-normalised.
+/// `hidden`: [t, dim]; `mask`: [t].
+pub fn mean_pool_normalize(hidden: &[f32], mask: &[f32], dim: usize) -> Vec<f32> {
+    let mut sum = vec![0f64; dim];
+    let mut count = 0f64;
+    for (row, &m) in hidden.chunks_exact(dim.max(1)).zip(mask) {
+        if m != 0.0 {
+            count += 1.0;
+            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+        }
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / count.max(1e-9)).collect();
+    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+    mean.iter().map(|v| (v / norm) as f32).collect()
+}

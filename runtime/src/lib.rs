@@ -25,6 +25,7 @@ pub mod format;
 mod interpreter;
 mod model;
 mod ops;
+pub mod sampler;
 
 pub use align::Aligned;
 pub use crc32::crc32;
@@ -33,5 +34,6 @@ pub use format::{DType, OpCode, Storage};
 pub use interpreter::Interpreter;
 pub use model::{Model, OpRecord, Shape, TensorInfo};
 pub use mote_kernels::Activation;
+pub use sampler::Sampler;
 
 pub type Result<T> = core::result::Result<T, Error>;

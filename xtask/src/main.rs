@@ -5,6 +5,7 @@ mod convert;
 mod demo;
 mod infer;
 mod inspect;
+mod text;
 mod util;
 
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ enum Cmd {
     Infer(infer::InferArgs),
     /// Run a .mote on the host and compare its outputs with reference outputs.
     Validate(infer::ValidateArgs),
+    /// Generate text with a causal language model (tokens stream as they come).
+    Generate(text::GenerateArgs),
+    /// Sentence embeddings (mean pooling + L2 normalisation) with an encoder.
+    Embed(text::EmbedArgs),
     /// Convert the bundled digits ViT, run its test set, print accuracy and footprint.
     Demo(demo::Args),
     /// Everything CI checks: fmt, clippy, tests, no_std builds, stable scalar build.
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Infer(a) => infer::run_infer(a),
         Cmd::Validate(a) => infer::run_validate(a),
+        Cmd::Generate(a) => text::run_generate(a),
+        Cmd::Embed(a) => text::run_embed(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Ci(a) => ci::run(a),
     };
