@@ -167,7 +167,8 @@ fn unsupported_config_options_are_named() {
     let dir = data("llama/llama_b");
     let tmp = std::env::temp_dir().join(format!("mote-unsupported-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    for f in ["model.safetensors"] {
+    {
+        let f = "model.safetensors";
         std::fs::copy(dir.join(f), tmp.join(f)).unwrap();
     }
     let base: serde_json::Value =

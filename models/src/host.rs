@@ -221,10 +221,10 @@ fn run_sequences(
     let decoder = context > 0;
     let wants = |name: &str| model.find_input(name).is_some();
     for i in 0..model.input_count() {
-        if let Some(t) = model.input(i) {
-            if !["input_ids", "attention_mask", "token_type_ids"].contains(&t.name) {
-                return Err(RunError::Input(format!("the model takes an input {:?} this runner cannot fill", t.name)));
-            }
+        if let Some(t) = model.input(i)
+            && !["input_ids", "attention_mask", "token_type_ids"].contains(&t.name)
+        {
+            return Err(RunError::Input(format!("the model takes an input {:?} this runner cannot fill", t.name)));
         }
     }
     if decoder {

@@ -47,7 +47,8 @@ impl Sampler {
     /// The index of the chosen token (0 for empty logits). NaN logits are never chosen
     /// unless all are NaN.
     pub fn sample(&mut self, logits: &[f32]) -> usize {
-        if !(self.temperature > 0.0) || self.top_k == 1 {
+        // NaN or non-positive temperature: greedy.
+        if self.temperature.is_nan() || self.temperature <= 0.0 || self.top_k == 1 {
             return argmax(logits);
         }
         let k = if self.top_k == 0 { MAX_TOP_K } else { self.top_k.min(MAX_TOP_K) };

@@ -292,3 +292,188 @@ fn budgets_fail_early() {
         &["flash", "budget"],
     );
 }
+
+/// Reads one tensor of a safetensors file as i64 values (I64) or f32 values (F32).
+fn read_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let b = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&b).unwrap();
+    let t = st.tensor(name).unwrap();
+    let v = match t.dtype() {
+        Dtype::I64 => t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        d => panic!("{d:?}"),
+    };
+    (t.shape().to_vec(), v)
+}
+
+fn transformer_golden(family: &str, name: &str) -> PathBuf {
+    root().join("tests/data").join(family).join(name)
+}
+
+#[test]
+fn infer_generate_writes_the_greedy_tokens_of_transformers() {
+    let d = scratch("infergen");
+    let g = transformer_golden("llama", "llama_b");
+    let m = d.join("m.mote");
+    let (ok, stdout, err) = xtask(&["convert", g.to_str().unwrap(), "-o", m.to_str().unwrap(), "--chunk", "4"]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("KV cache bytes") && stdout.contains("tokens per call   4"), "{stdout}");
+    let out = d.join("out.safetensors");
+    let inputs = g.join("inputs.safetensors");
+    let (ok, stdout, err) = xtask(&[
+        "infer",
+        m.to_str().unwrap(),
+        "--input",
+        inputs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--generate",
+        "16",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("greedy_tokens [1, 16]") && stdout.contains("logits [1, 10, 96]"), "{stdout}");
+    let (shape, got) = read_tensor(&out, "greedy_tokens");
+    let (_, want) = read_tensor(&g.join("expected.safetensors"), "greedy_tokens");
+    assert_eq!(shape, vec![1, 16]);
+    assert_eq!(got, want);
+    // A prompt plus generation past the context (64) is refused up front.
+    fails_with(
+        &[
+            "infer",
+            m.to_str().unwrap(),
+            "--input",
+            inputs.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--generate",
+            "60",
+        ],
+        &["context is 64", "--max-seq"],
+    );
+    // Generation asked of an image model.
+    let (_, vit) = converted("infergen-vit");
+    let vin = golden("vit_a").join("inputs.safetensors");
+    fails_with(
+        &[
+            "infer",
+            vit.to_str().unwrap(),
+            "--input",
+            vin.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--generate",
+            "3",
+        ],
+        &["not a causal language model"],
+    );
+}
+
+/// A word-level tokenizer whose words are `t0`..`t{vocab-1}` (ids 0..vocab).
+fn word_tokenizer(dir: &Path, vocab: usize) -> PathBuf {
+    let words: serde_json::Map<String, serde_json::Value> =
+        (0..vocab).map(|i| (format!("t{i}"), serde_json::json!(i))).collect();
+    let tok = serde_json::json!({
+        "version": "1.0",
+        "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": words, "unk_token": "t0"}
+    });
+    let p = dir.join("tokenizer.json");
+    std::fs::write(&p, tok.to_string()).unwrap();
+    p
+}
+
+#[test]
+fn generate_streams_the_greedy_continuation() {
+    let d = scratch("generate");
+    let g = transformer_golden("gpt2", "gpt2_b");
+    let m = d.join("m.mote");
+    assert!(xtask(&["convert", g.to_str().unwrap(), "-o", m.to_str().unwrap()]).0);
+    let tok = word_tokenizer(&d, 120);
+    let (_, prompt) = read_tensor(&g.join("inputs.safetensors"), "input_ids");
+    let (_, want) = read_tensor(&g.join("expected.safetensors"), "greedy_tokens");
+    let words = |ids: &[f64]| ids.iter().map(|&i| format!("t{i}")).collect::<Vec<_>>().join(" ");
+    let (ok, stdout, err) = xtask(&[
+        "generate",
+        m.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--prompt",
+        &words(&prompt),
+        "--max-new-tokens",
+        "16",
+        "--temperature",
+        "0",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.trim_end().ends_with(&words(&want)), "{stdout}\nwant {}", words(&want));
+    assert!(err.contains("16 generated") && err.contains("tokens/s"), "{err}");
+    // Sampling is seeded: the same seed gives the same text.
+    let sample = |seed: &str| {
+        xtask(&[
+            "generate",
+            m.to_str().unwrap(),
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--prompt",
+            "t1 t2 t3",
+            "--max-new-tokens",
+            "10",
+            "--temperature",
+            "1.5",
+            "--seed",
+            seed,
+        ])
+        .1
+    };
+    assert_eq!(sample("7"), sample("7"));
+    // Errors: an encoder or an image model, a missing tokenizer, a prompt past the context.
+    let (_, vit) = converted("generate-vit");
+    fails_with(
+        &["generate", vit.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--prompt", "t1"],
+        &["not a causal language model"],
+    );
+    fails_with(
+        &["generate", m.to_str().unwrap(), "--tokenizer", "/nonexistent/tokenizer.json", "--prompt", "t1"],
+        &["tokenizer.json"],
+    );
+    let long = vec!["t5"; 49].join(" ");
+    fails_with(
+        &["generate", m.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--prompt", &long],
+        &["49 tokens", "context is 48"],
+    );
+}
+
+#[test]
+fn embed_minilm_sentences_like_sentence_transformers() {
+    let d = scratch("embed");
+    let dir = mote_tests::minilm_dir();
+    let m = d.join("minilm.mote");
+    let (ok, _, err) = xtask(&["convert", dir.to_str().unwrap(), "-o", m.to_str().unwrap(), "--max-seq", "128"]);
+    assert!(ok, "{err}");
+    let sentences: Vec<String> = std::fs::read_to_string(root().join("tests/data/minilm/sentences.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .map(String::from)
+        .collect();
+    let out = d.join("emb.safetensors");
+    let mut args = vec!["embed", m.to_str().unwrap(), "--tokenizer"];
+    let tok = dir.join("tokenizer.json");
+    args.push(tok.to_str().unwrap());
+    args.extend(sentences.iter().map(String::as_str));
+    args.extend(["--output", out.to_str().unwrap()]);
+    let (ok, stdout, err) = xtask(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("cosine similarity") && stdout.contains("384 dims"), "{stdout}");
+    let (shape, got) = read_tensor(&out, "embeddings");
+    assert_eq!(shape, vec![3, 384]);
+    let (_, want) = read_tensor(&root().join("tests/data/minilm/expected.safetensors"), "embeddings");
+    for i in 0..3 {
+        let cos: f64 = (0..384).map(|j| got[i * 384 + j] * want[i * 384 + j]).sum();
+        assert!(cos >= 0.999, "sentence {i}: cosine {cos}");
+    }
+    fails_with(&["embed", m.to_str().unwrap(), "--tokenizer", "/nonexistent.json", "x"], &["nonexistent.json"]);
+}
