@@ -517,10 +517,12 @@ def describe_state(family: str, state) -> str:
     if family == "mamba":
         parts = []
         for i, layer in enumerate(state.layers):
-            c = [tuple(s.shape) for s in layer.conv_states if isinstance(s, torch.Tensor)]
-            r = [tuple(s.shape) for s in layer.recurrent_states if isinstance(s, torch.Tensor)]
+            cs, rs = layer.conv_states, layer.recurrent_states
+            cs, rs = (cs.values() if isinstance(cs, dict) else cs), (rs.values() if isinstance(rs, dict) else rs)
+            c = [tuple(s.shape) for s in cs if isinstance(s, torch.Tensor)]
+            r = [tuple(s.shape) for s in rs if isinstance(s, torch.Tensor)]
             parts.append(f"layer {i}: conv {c} recurrent {r}")
-        return f"DynamicCache ({type(state.layers[0]).__name__}) " + "; ".join(parts)
+        return f"DynamicCache ({type(state.layers[0]).__name__}) " + "; ".join(parts[:1]) + f" (x {len(parts)} layers)"
     return "list of 5 [batch, hidden, layers] tensors " + str([(tuple(s.shape), str(s.dtype)) for s in state])
 
 

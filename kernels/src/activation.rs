@@ -20,6 +20,12 @@ pub enum Activation {
     Tanh = 4,
     /// max(x, 0).
     Relu = 5,
+    /// 1 / (1 + exp(-x)) (RWKV receptance).
+    Sigmoid = 6,
+    /// max(x, 0)^2 (RWKV channel mix).
+    ReluSquared = 7,
+    /// log(1 + exp(x)), PyTorch's threshold 20 (Mamba's step size).
+    Softplus = 8,
 }
 
 impl Activation {
@@ -32,6 +38,9 @@ impl Activation {
             3 => Activation::Silu,
             4 => Activation::Tanh,
             5 => Activation::Relu,
+            6 => Activation::Sigmoid,
+            7 => Activation::ReluSquared,
+            8 => Activation::Softplus,
             _ => return None,
         })
     }
@@ -51,6 +60,12 @@ impl Activation {
             Activation::Silu => silu(x),
             Activation::Tanh => tanhf(x),
             Activation::Relu => relu(x),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::ReluSquared => {
+                let r = relu(x);
+                r * r
+            }
+            Activation::Softplus => softplus(x),
         }
     }
 }
@@ -77,9 +92,14 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// cannot overflow: `silu(100) = 100`, `silu(-100) ≈ -3.7e-42`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
+    x * sigmoid(x)
+}
+
+/// 1 / (1 + exp(-x)), without overflow for large |x|.
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
     let e = expf(-x.abs()); // in (0, 1]
-    let sigmoid = if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
-    x * sigmoid
+    if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) }
 }
 
 /// Softplus with PyTorch's defaults (beta = 1, threshold = 20): `x` when `x > 20`, else
@@ -108,6 +128,7 @@ pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
         Activation::Silu => map(x, silu),
         Activation::Tanh => map(x, tanhf),
         Activation::Relu => map(x, relu),
+        Activation::Sigmoid | Activation::ReluSquared | Activation::Softplus => map(x, |v| act.apply(v)),
     }
 }
 
@@ -151,7 +172,7 @@ mod tests {
             assert_eq!(act.code(), code);
             assert_eq!(Activation::from_code(code), Some(*act));
         }
-        assert_eq!(Activation::from_code(6), None);
+        assert_eq!(Activation::from_code(9), None);
         assert_eq!(Activation::from_code(u32::MAX), None);
     }
 

@@ -19,7 +19,9 @@ pub mod matmul;
 pub mod norm;
 pub mod patch;
 pub mod rope;
+pub mod scan;
 mod src;
+pub mod wkv;
 
 pub use activation::Activation;
 pub use attention::AttentionShape;

@@ -29,16 +29,40 @@ pub fn ref_matmul(
     debug_assert_shape_eq!(Some(out.len()), m.checked_mul(n), "out: [m, n]");
     debug_assert_shape!(bias.is_none_or(|b| b.len() == n));
     debug_assert_shape!(residual.is_none_or(|r| r.len() == out.len()));
+    ref_matmul_strided(x, k, w, bias, residual, act, out, m, k, n)
+}
+
+/// [`ref_matmul`] reading row `i` of x at `x[i * x_stride ..][..k]`: a column block of a
+/// wider tensor (e.g. one of RWKV's token-shift mixes). `x_stride >= k`.
+#[allow(clippy::too_many_arguments)]
+pub fn ref_matmul_strided(
+    x: &[f32],
+    x_stride: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    debug_assert_shape!(
+        m == 0
+            || (x_stride >= k
+                && (m - 1).checked_mul(x_stride).and_then(|r| r.checked_add(k)).is_some_and(|end| x.len() >= end))
+    );
     match w {
-        Src::F32(w) => matmul(x, w, bias, residual, act, out, m, k, n),
-        Src::F16(w) => matmul(x, w, bias, residual, act, out, m, k, n),
+        Src::F32(w) => matmul(x, x_stride, w, bias, residual, act, out, m, k, n),
+        Src::F16(w) => matmul(x, x_stride, w, bias, residual, act, out, m, k, n),
     }
 }
 
 /// [`ref_matmul`], monomorphised for the weight element type.
 #[allow(clippy::too_many_arguments)]
 fn matmul<W: Element>(
-    x: &[f32],                // [m, k]
+    x: &[f32], // [m, k], rows x_stride apart
+    x_stride: usize,
     w: &[W],                  // [n, k]
     bias: Option<Src<'_>>,    // [n]
     residual: Option<&[f32]>, // [m, n]
@@ -59,7 +83,7 @@ fn matmul<W: Element>(
         }
         // out_row[j] += x[i, :] . w[j, :]
         if k > 0 {
-            let x_row = row(x, i, k); // [k]
+            let x_row = i.checked_mul(x_stride).and_then(|at| x.get(at..)).and_then(|r| r.get(..k)).unwrap_or(&[]); // [k]
             for (o, w_row) in out_row.iter_mut().zip(w.chunks_exact(k)) {
                 *o += dot(x_row, w_row);
             }

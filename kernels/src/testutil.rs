@@ -62,6 +62,15 @@ pub fn act_f64(act: Activation, x: f64) -> f64 {
         Activation::Silu => x / (1.0 + (-x).exp()),
         Activation::Tanh => x.tanh(),
         Activation::Relu => x.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Activation::ReluSquared => x.max(0.0) * x.max(0.0),
+        Activation::Softplus => {
+            if x > 20.0 {
+                x
+            } else {
+                x.exp().ln_1p()
+            }
+        }
     }
 }
 
@@ -69,8 +78,17 @@ pub fn activation() -> impl Strategy<Value = Activation> {
     proptest::sample::select(&ALL_ACTIVATIONS[..])
 }
 
-pub const ALL_ACTIVATIONS: [Activation; 6] =
-    [Activation::None, Activation::GeluErf, Activation::GeluTanh, Activation::Silu, Activation::Tanh, Activation::Relu];
+pub const ALL_ACTIVATIONS: [Activation; 9] = [
+    Activation::None,
+    Activation::GeluErf,
+    Activation::GeluTanh,
+    Activation::Silu,
+    Activation::Tanh,
+    Activation::Relu,
+    Activation::Sigmoid,
+    Activation::ReluSquared,
+    Activation::Softplus,
+];
 
 /// Asserts `|got[i] - want[i]| <= tol * (1 + scale[i])` for every `i`, and equal lengths.
 /// `scale[i]` is the magnitude the error is relative to (e.g. `Σ|x_k w_k|` for a dot

@@ -226,6 +226,27 @@ impl Graph {
         Ok(id)
     }
 
+    /// Rows `start..start + count` of a checkpoint matrix of shape `shape` (e.g. one half
+    /// of a fused projection), stored as `dtype` under `"{name}[start:end]"`.
+    pub fn rows_of(
+        &mut self,
+        ckpt: &Checkpoint,
+        name: &str,
+        shape: &[usize],
+        start: usize,
+        count: usize,
+        dtype: DType,
+    ) -> Result<TensorId> {
+        let t = ckpt.tensor(name, shape)?;
+        let cols: usize = shape[1..].iter().product();
+        let v = t.to_f32();
+        let part = v[start * cols..(start + count) * cols].to_vec();
+        let mut part_shape = shape.to_vec();
+        part_shape[0] = count;
+        let sliced = if part_shape.len() == 1 { part_shape } else { vec![count, cols] };
+        self.weight_from(&format!("{name}[{start}:{}]", start + count), &HostTensor::f32(sliced, part), dtype)
+    }
+
     /// A vector (bias, norm weight) from the checkpoint, stored as f32.
     pub fn vector(&mut self, ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<TensorId> {
         self.checkpoint_weight(ckpt, name, shape, DType::F32)
@@ -297,6 +318,107 @@ impl Graph {
         }
         let out = self.activation_like(name, shape, x);
         self.op(OpCode::MatMul, &[Some(x), Some(w), bias, residual], out, &[m as u32, k as u32, n as u32, act.code()]);
+        out
+    }
+
+    /// `act(x[:, x_col..x_col + k] w^T + bias) + residual`: a column block of x.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_cols(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        x_col: usize,
+        w: TensorId,
+        bias: Option<TensorId>,
+        residual: Option<TensorId>,
+        act: Activation,
+    ) -> TensorId {
+        let m = self.tensor(x).rows();
+        let (n, k) = (self.tensor(w).rows(), self.tensor(w).cols());
+        let out = self.activation_like(name, vec![m, n], x);
+        self.op(
+            OpCode::MatMul,
+            &[Some(x), Some(w), bias, residual],
+            out,
+            &[m as u32, k as u32, n as u32, act.code(), x_col as u32],
+        );
+        out
+    }
+
+    /// Causal depthwise conv1d over x [t, c] continuing from `state` [k-1, c]; weight [c, k].
+    pub fn causal_conv1d(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        state: TensorId,
+        w: TensorId,
+        bias: Option<TensorId>,
+        act: Activation,
+    ) -> TensorId {
+        let (c, k) = (self.tensor(w).rows(), self.tensor(w).cols());
+        let shape = self.tensor(x).shape.clone();
+        let out = self.activation_like(name, shape, x);
+        self.op(OpCode::CausalConv1d, &[Some(x), Some(state), Some(w), bias], out, &[c as u32, k as u32, act.code()]);
+        out
+    }
+
+    /// Mamba's selective scan: x, dt, z [t, e]; bc [t, 2n]; a_d [e, n + 1]; state [e, n].
+    #[allow(clippy::too_many_arguments)]
+    pub fn selective_scan(
+        &mut self,
+        name: &str,
+        x: TensorId,
+        dt: TensorId,
+        bc: TensorId,
+        z: TensorId,
+        a_d: TensorId,
+        state: TensorId,
+    ) -> TensorId {
+        let (e, n) = (self.tensor(state).rows(), self.tensor(state).cols());
+        let shape = self.tensor(x).shape.clone();
+        let out = self.activation_like(name, shape, x);
+        self.op(
+            OpCode::SelectiveScan,
+            &[Some(x), Some(dt), Some(bc), Some(z), Some(a_d), Some(state)],
+            out,
+            &[e as u32, n as u32],
+        );
+        out
+    }
+
+    /// RWKV token shift: x [t, d], state [d], mix [m, d] -> [t, m * d].
+    pub fn token_shift(&mut self, name: &str, x: TensorId, state: TensorId, mix: TensorId) -> TensorId {
+        let (m, d) = (self.tensor(mix).rows(), self.tensor(mix).cols());
+        let t = self.tensor(x).rows();
+        let out = self.activation_like(name, vec![t, m * d], x);
+        self.op(OpCode::TokenShift, &[Some(x), Some(state), Some(mix)], out, &[d as u32, m as u32]);
+        out
+    }
+
+    /// RWKV-4 WKV gated by r: k, v, r [t, a]; u, w [a]; state [3, a].
+    #[allow(clippy::too_many_arguments)]
+    pub fn wkv(
+        &mut self,
+        name: &str,
+        k: TensorId,
+        v: TensorId,
+        r: TensorId,
+        u: TensorId,
+        w: TensorId,
+        state: TensorId,
+    ) -> TensorId {
+        let shape = self.tensor(k).shape.clone();
+        let a = self.tensor(k).cols();
+        let out = self.activation_like(name, shape, k);
+        self.op(OpCode::Wkv, &[Some(k), Some(v), Some(r), Some(u), Some(w), Some(state)], out, &[a as u32]);
+        out
+    }
+
+    /// `a * b + residual`, elementwise.
+    pub fn mul(&mut self, name: &str, a: TensorId, b: TensorId, residual: Option<TensorId>) -> TensorId {
+        let shape = self.tensor(a).shape.clone();
+        let out = self.activation_like(name, shape, a);
+        self.op(OpCode::Mul, &[Some(a), Some(b), residual], out, &[]);
         out
     }
 

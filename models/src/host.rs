@@ -78,7 +78,7 @@ pub fn run_in(
     generate: Option<usize>,
     arena: &mut [u8],
 ) -> Result<BTreeMap<String, HostTensor>, RunError> {
-    let is_decoder = model.max_context() > 0;
+    let is_decoder = model.persistent_bytes() > 0 && model.max_tokens() > 0;
     if generate.is_some() && !is_decoder {
         return Err(RunError::Input(format!("--generate: {} is not a causal language model", model.architecture())));
     }
@@ -218,7 +218,8 @@ fn run_sequences(
     let mask = optional_rows("attention_mask")?;
     let types = optional_rows("token_type_ids")?;
     let (max_tokens, context) = (model.max_tokens(), model.max_context());
-    let decoder = context > 0;
+    // Stateful token models (KV cache or recurrent state) run prompts through step().
+    let decoder = model.persistent_bytes() > 0;
     let wants = |name: &str| model.find_input(name).is_some();
     for i in 0..model.input_count() {
         if let Some(t) = model.input(i)
@@ -229,7 +230,7 @@ fn run_sequences(
     }
     if decoder {
         let steps = len + generate.unwrap_or(1).max(1) - 1;
-        if steps > context {
+        if context > 0 && steps > context {
             return Err(RunError::Input(format!(
                 "a prompt of {len} tokens{} needs {steps} positions; the model's context is {context} (convert with a larger --max-seq)",
                 generate.map(|g| format!(" plus {g} generated")).unwrap_or_default()

@@ -11,7 +11,9 @@ pub mod gpt2;
 pub mod graph;
 pub mod host;
 pub mod llama;
+pub mod mamba;
 pub mod planner;
+pub mod rwkv;
 pub mod tensor;
 pub mod vit;
 pub mod writer;
@@ -26,8 +28,15 @@ pub use planner::Plan;
 pub use tensor::{HostTensor, TensorData};
 
 /// Architectures the converter reads, by their `config.json` `architectures` name.
-pub const SUPPORTED_ARCHITECTURES: &[&str] =
-    &["ViTForImageClassification", "ViTModel", "BertModel", "LlamaForCausalLM", "GPT2LMHeadModel"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "ViTForImageClassification",
+    "ViTModel",
+    "BertModel",
+    "LlamaForCausalLM",
+    "GPT2LMHeadModel",
+    "MambaForCausalLM",
+    "RwkvForCausalLM",
+];
 
 /// Tokens per call for decoders when `--chunk` is not given.
 pub const DEFAULT_DECODER_CHUNK: usize = 16;
@@ -79,6 +88,8 @@ pub fn architecture_of(cfg: &serde_json::Value) -> Result<String> {
         Some("bert") => Ok("BertModel".into()),
         Some("llama") => Ok("LlamaForCausalLM".into()),
         Some("gpt2") => Ok("GPT2LMHeadModel".into()),
+        Some("mamba") => Ok("MambaForCausalLM".into()),
+        Some("rwkv") => Ok("RwkvForCausalLM".into()),
         Some(other) => Ok(format!("model_type {other:?}")),
         None => Err(Error::Config {
             key: "architectures".into(),
@@ -126,6 +137,18 @@ pub fn build_graph(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Graph> {
         "GPT2LMHeadModel" => {
             decoder_sizes(&mut g, opts, config::usize_or(cfg, "n_positions", 1024)?)?;
             gpt2::build(&mut g, ckpt)?
+        }
+        "MambaForCausalLM" | "RwkvForCausalLM" => {
+            if opts.max_seq.is_some() {
+                return Err(seq_err(format!(
+                    "{arch} keeps a constant-size state and has no context limit; drop --max-seq"
+                )));
+            }
+            g.max_tokens = opts.chunk.unwrap_or(DEFAULT_DECODER_CHUNK);
+            if g.max_tokens == 0 {
+                return Err(seq_err("--chunk must be at least 1".into()));
+            }
+            if arch == "MambaForCausalLM" { mamba::build(&mut g, ckpt)? } else { rwkv::build(&mut g, ckpt)? }
         }
         _ => {
             return Err(Error::UnknownArchitecture { found: arch, supported: SUPPORTED_ARCHITECTURES.to_vec() });

@@ -165,8 +165,8 @@ pub enum OpCode {
     LayerNorm = 4,
     /// in: x [.., dim], gamma [dim]; params: dim, eps (f32 bits)
     RmsNorm = 5,
-    /// in: x [m, k], w [n, k], bias? [n], residual? [m, n]; params: m, k, n, activation;
-    /// out = act(x w^T + bias) + residual
+    /// in: x [m, >= x_col + k], w [n, k], bias? [n], residual? [m, n]; params: m, k, n,
+    /// activation, x_col; out = act(x[:, x_col..x_col+k] w^T + bias) + residual
     MatMul = 6,
     /// in: q, k, v, key_mask?, k_cache?, v_cache?; params: heads, kv_heads, head_dim,
     /// q_col, k_col, v_col, flags (bit 0: causal), scale (f32 bits). q/k/v are column
@@ -190,6 +190,20 @@ pub enum OpCode {
     /// head_dim; out = x with those heads rotated (Hugging Face rotate_half layout) at
     /// positions pos + i
     Rope = 13,
+    /// in: x [t, c], state (persistent [k-1, c]), weight [c, k], bias? [c]; params: c, k,
+    /// activation; out = act(causal depthwise conv over [state; x]); state <- last k-1 rows
+    CausalConv1d = 14,
+    /// in: x [t, e], dt [t, e], bc [t, 2n], z [t, e], a_d [e, n+1], state (persistent
+    /// [e, n]); params: e, n; out = selective scan (Mamba) gated by silu(z)
+    SelectiveScan = 15,
+    /// in: x [t, d], state (persistent [d]), mix [m, d]; params: d, m; out [t, m*d] =
+    /// token-shift interpolations (RWKV); state <- x[t-1]
+    TokenShift = 16,
+    /// in: k, v, r [t, a], time_first [a], w = -exp(time_decay) [a], state (persistent
+    /// [3, a]); params: a; out = r * wkv (RWKV-4)
+    Wkv = 17,
+    /// in: a, b, residual?; out = a * b + residual
+    Mul = 18,
 }
 
 impl OpCode {
@@ -208,6 +222,11 @@ impl OpCode {
             11 => OpCode::Embedding,
             12 => OpCode::PositionEmbedding,
             13 => OpCode::Rope,
+            14 => OpCode::CausalConv1d,
+            15 => OpCode::SelectiveScan,
+            16 => OpCode::TokenShift,
+            17 => OpCode::Wkv,
+            18 => OpCode::Mul,
             _ => return None,
         })
     }
@@ -226,6 +245,11 @@ impl OpCode {
             OpCode::Embedding => "Embedding",
             OpCode::PositionEmbedding => "PositionEmbedding",
             OpCode::Rope => "Rope",
+            OpCode::CausalConv1d => "CausalConv1d",
+            OpCode::SelectiveScan => "SelectiveScan",
+            OpCode::TokenShift => "TokenShift",
+            OpCode::Wkv => "Wkv",
+            OpCode::Mul => "Mul",
         }
     }
 }

@@ -55,7 +55,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.pos = 0;
     }
 
-    /// Tokens already in the KV cache (0 for models without one).
+    /// Tokens run since the last reset (0 for stateless models): the KV-cache position.
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -97,8 +97,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             let op = self.model.op(i).ok_or(Error::BadOp { index: i as u32, opcode: 0, reason: "unreadable" })?;
             ops::execute(self.model, i as u32, &op, self.arena, run)?;
         }
-        if ctx > 0 {
-            self.pos += self.n_tokens;
+        if self.model.persistent_bytes() > 0 {
+            // Stateful models count the tokens run since the last reset.
+            self.pos = self.pos.saturating_add(self.n_tokens);
         }
         Ok(())
     }

@@ -29,6 +29,20 @@ fn arity(op: OpCode) -> (usize, usize) {
         OpCode::Embedding => (2, 0),
         OpCode::PositionEmbedding => (1, 0),
         OpCode::Rope => (2, 0),
+        OpCode::CausalConv1d => (3, 1),
+        OpCode::SelectiveScan => (6, 0),
+        OpCode::TokenShift => (3, 0),
+        OpCode::Wkv => (6, 0),
+        OpCode::Mul => (2, 1),
+    }
+}
+
+/// The input slot holding the persistent state an op updates, if it has one.
+fn state_slot(op: OpCode) -> Option<usize> {
+    match op {
+        OpCode::CausalConv1d | OpCode::TokenShift => Some(1),
+        OpCode::SelectiveScan | OpCode::Wkv => Some(5),
+        _ => None,
     }
 }
 
@@ -108,6 +122,15 @@ impl<'a> Check<'_, 'a> {
     }
     fn activation(&self, i: usize) -> Result<Activation> {
         Activation::from_code(self.op.params[i]).ok_or(self.err("unknown activation code"))
+    }
+    /// Input `slot`: an f32 persistent tensor of `elems` elements (state the op updates).
+    fn state(&self, slot: usize, elems: Option<usize>) -> Result<TensorInfo<'a>> {
+        let t = self.tensor(self.op.inputs[slot])?;
+        if t.storage != Storage::Persistent || t.dtype != DType::F32 {
+            return Err(self.err("the state is not an f32 persistent tensor"));
+        }
+        self.elems_eq(&t, elems, "the state has the wrong size")?;
+        Ok(t)
     }
     /// The KV caches (inputs 4 and 5), if the op has them.
     fn caches(&self) -> Result<Option<(TensorInfo<'a>, TensorInfo<'a>)>> {
@@ -196,8 +219,12 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.expect(m > 0 && kk > 0 && n > 0, "m, k and n must be positive")?;
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
-            c.elems_eq(&x, mul(m, kk), "x is not [m, k]")?;
-            c.expect(x.shape.cols() == kk, "x rows are not [k]")?;
+            let x_col = c.param(4);
+            c.expect(x.shape.rows() == m, "x does not have m rows")?;
+            c.expect(
+                x_col.checked_add(kk).is_some_and(|end| end <= x.shape.cols()),
+                "x columns x_col..x_col+k lie past the row",
+            )?;
             let w = c.operand(1)?;
             c.expect(!w.seq, "the weight has token rows")?;
             c.elems_eq(&w, mul(n, kk), "weight is not [n, k]")?;
@@ -288,6 +315,79 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             )?;
             c.elems_eq(&c.operand(1)?, Some(head_dim / 2), "inv_freq is not [head_dim / 2]")?;
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
+        }
+        OpCode::CausalConv1d => {
+            let (ch, k) = (c.param(0), c.param(1));
+            c.activation(2)?;
+            c.expect(ch > 0 && k >= 2, "channels must be positive and the kernel at least 2")?;
+            let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
+            c.expect(x.shape.cols() == ch, "x rows are not [channels]")?;
+            c.state(1, mul(k - 1, ch))?;
+            c.elems_eq(&c.operand(2)?, mul(ch, k), "weight is not [channels, kernel]")?;
+            if let Some(b) = c.opt_operand(3)? {
+                c.elems_eq(&b, Some(ch), "bias is not [channels]")?;
+            }
+            c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
+        }
+        OpCode::SelectiveScan => {
+            let (e, n) = (c.param(0), c.param(1));
+            c.expect(e > 0 && n > 0, "channels and state size must be positive")?;
+            let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
+            for slot in [0, 1, 3] {
+                let t = c.act(slot)?;
+                c.expect(
+                    t.seq == x.seq && t.shape.rows() == x.shape.rows() && t.shape.cols() == e,
+                    "x, dt and z are not [t, e]",
+                )?;
+            }
+            let bc = c.act(2)?;
+            c.expect(
+                bc.seq == x.seq && bc.shape.rows() == x.shape.rows() && Some(bc.shape.cols()) == mul(n, 2),
+                "bc is not [t, 2n]",
+            )?;
+            c.elems_eq(&c.operand(4)?, mul(e, n + 1), "a_d is not [e, n + 1]")?;
+            c.state(5, mul(e, n))?;
+            c.elems_eq(&out, Some(x.elems()), "output is not [t, e]")?;
+        }
+        OpCode::TokenShift => {
+            let (d, m) = (c.param(0), c.param(1));
+            c.expect(d > 0 && m > 0, "width and mixes must be positive")?;
+            let x = c.act(0)?;
+            c.same_rows(&x, &out)?;
+            c.expect(x.shape.cols() == d, "x rows are not [d]")?;
+            c.state(1, Some(d))?;
+            c.elems_eq(&c.operand(2)?, mul(m, d), "mix is not [mixes, d]")?;
+            c.expect(
+                Some(out.shape.cols()) == mul(m, d) && out.shape.rows() == x.shape.rows(),
+                "output is not [t, mixes*d]",
+            )?;
+        }
+        OpCode::Wkv => {
+            let a = c.param(0);
+            c.expect(a > 0, "width must be positive")?;
+            let k = c.act(0)?;
+            c.same_rows(&k, &out)?;
+            for slot in [0, 1, 2] {
+                let t = c.act(slot)?;
+                c.expect(
+                    t.seq == k.seq && t.shape.rows() == k.shape.rows() && t.shape.cols() == a,
+                    "k, v and r are not [t, a]",
+                )?;
+            }
+            c.elems_eq(&c.operand(3)?, Some(a), "time_first is not [a]")?;
+            c.elems_eq(&c.operand(4)?, Some(a), "time_decay is not [a]")?;
+            c.state(5, mul(3, a))?;
+            c.elems_eq(&out, Some(k.elems()), "output is not [t, a]")?;
+        }
+        OpCode::Mul => {
+            let (a, b) = (c.act(0)?, c.act(1)?);
+            c.same_rows(&a, &out)?;
+            c.expect(a.seq == b.seq && a.elems() == b.elems() && out.elems() == a.elems(), "element counts differ")?;
+            if let Some(r) = c.opt_act(2)? {
+                c.expect(r.seq == a.seq && r.elems() == a.elems(), "residual size differs")?;
+            }
         }
     }
     Ok(())
@@ -445,7 +545,10 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
         OpCode::RmsNorm => k::norm::ref_rms_norm(act(0)?, src(1)?, out, p(0), pf(1)),
         OpCode::MatMul => {
             let m = rows(&out_t, n);
-            k::matmul::ref_matmul(act(0)?, src(1)?, opt_src(2)?, opt_act(3)?, activation(3), out, m, p(1), p(2))
+            let x_t = tensor(0)?;
+            let x = cols(act(0)?, p(4));
+            let (w, b, r) = (src(1)?, opt_src(2)?, opt_act(3)?);
+            k::matmul::ref_matmul_strided(x, x_t.shape.cols(), w, b, r, activation(3), out, m, p(1), p(2))
         }
         OpCode::Attention => {
             let mut s = attention_shape(&c)?;
@@ -494,6 +597,32 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
             k::embedding::ref_embedding(src(1)?, p(1), rows, out);
         }
         OpCode::PositionEmbedding => k::embedding::ref_embedding(src(0)?, p(1), run.pos..run.pos + n, out),
+        OpCode::CausalConv1d | OpCode::SelectiveScan | OpCode::TokenShift | OpCode::Wkv => {
+            let slot = state_slot(op.opcode).ok_or_else(misaligned)?;
+            let st = c.tensor(op.inputs[slot])?;
+            let state: &mut [f32] = persistent
+                .get_mut(st.range())
+                .and_then(|b| bytemuck::try_cast_slice_mut(b).ok())
+                .ok_or_else(misaligned)?;
+            let t = rows(&out_t, n);
+            match op.opcode {
+                OpCode::CausalConv1d => {
+                    k::scan::ref_causal_conv1d(act(0)?, src(2)?, opt_src(3)?, state, out, t, p(0), p(1), activation(2))
+                }
+                OpCode::SelectiveScan => {
+                    k::scan::ref_selective_scan(act(0)?, act(1)?, act(2)?, act(3)?, src(4)?, state, out, t, p(0), p(1))
+                }
+                OpCode::TokenShift => k::wkv::ref_token_shift(act(0)?, src(2)?, state, out, t, p(0), p(1)),
+                _ => k::wkv::ref_wkv(act(0)?, act(1)?, act(2)?, src(3)?, src(4)?, state, out, t, p(0)),
+            }
+        }
+        OpCode::Mul => {
+            let (a, b) = (act(0)?, act(1)?);
+            out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = x * y);
+            if let Some(r) = opt_act(2)? {
+                out.iter_mut().zip(r).for_each(|(o, v)| *o += v);
+            }
+        }
         OpCode::Rope => {
             let x = act(0)?;
             out.iter_mut().zip(x).for_each(|(o, v)| *o = *v);

@@ -78,7 +78,7 @@ fn eos_ids(config_json: &str) -> Vec<u32> {
 pub fn run_generate(a: GenerateArgs) -> Result<ExitCode> {
     let buf = read_model(&a.model)?;
     let model = parse_model(&a.model, &buf)?;
-    if model.max_context() == 0 {
+    if model.persistent_bytes() == 0 || model.find_output("logits").is_none() || model.max_tokens() == 0 {
         bail!("{} is a {}, not a causal language model", a.model.display(), model.architecture());
     }
     let tok = load_tokenizer(&a.tokenizer)?;
@@ -88,7 +88,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<ExitCode> {
         bail!("the prompt has no tokens");
     }
     let ctx = model.max_context();
-    if prompt.len() > ctx {
+    if ctx > 0 && prompt.len() > ctx {
         bail!("the prompt has {} tokens; the model's context is {ctx} (convert with a larger --max-seq)", prompt.len());
     }
     let eos = eos_ids(model.config_json());
@@ -129,7 +129,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<ExitCode> {
         if generated.len() == a.max_new_tokens {
             break;
         }
-        if interp.position() + 1 > ctx {
+        if ctx > 0 && interp.position() + 1 > ctx {
             stop = "context full";
             break;
         }
@@ -192,7 +192,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub fn run_embed(a: EmbedArgs) -> Result<ExitCode> {
     let buf = read_model(&a.model)?;
     let model = parse_model(&a.model, &buf)?;
-    if model.max_context() > 0 || model.find_output("last_hidden_state").is_none() {
+    if model.persistent_bytes() > 0 || model.find_output("last_hidden_state").is_none() {
         bail!("{} is a {}, not a sentence encoder", a.model.display(), model.architecture());
     }
     let mut tok = load_tokenizer(&a.tokenizer)?;
