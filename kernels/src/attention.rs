@@ -77,6 +77,30 @@ pub fn ref_attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, 
     }
 }
 
+/// Attention with the fastest available kernel: the SIMD path (blocked online softmax)
+/// when it runs on this CPU and every length is consistent, else [`ref_attention`].
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    #[cfg(feature = "simd")]
+    {
+        let width = s.heads.checked_mul(s.head_dim);
+        let kv_width = s.kv_heads.checked_mul(s.head_dim);
+        let fits = s.heads > 0
+            && s.kv_heads > 0
+            && s.head_dim > 0
+            && s.heads.is_multiple_of(s.kv_heads)
+            && width.is_some_and(|w| s.q_rows <= 1 || s.q_stride >= w)
+            && kv_width.is_some_and(|w| s.kv_rows <= 1 || s.kv_stride >= w)
+            && width.and_then(|w| s.q_rows.checked_mul(w)) == Some(out.len())
+            && width.and_then(|w| span(s.q_rows, s.q_stride, w)).is_some_and(|n| q.len() >= n)
+            && kv_width.and_then(|w| span(s.kv_rows, s.kv_stride, w)).is_some_and(|n| k.len() >= n && v.len() >= n)
+            && key_mask.is_none_or(|m| m.len() >= s.kv_rows);
+        if fits && crate::simd_active() {
+            return crate::simd::attention::attention(q, k, v, key_mask, out, s);
+        }
+    }
+    ref_attention(q, k, v, key_mask, out, s)
+}
+
 /// The keys and values one (query, head) attends over: head column `col` of rows
 /// `0..rows` of k and v.
 struct KeyRange<'a> {

@@ -8,10 +8,12 @@
 //! is parsed, and then calls kernels with slices of exactly the documented lengths.
 //! Kernels never index past a slice (they iterate with `chunks_exact`/`zip`), so a wrong
 //! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(feature = "simd", feature(portable_simd))]
 
 pub mod activation;
 pub mod attention;
+mod dispatch;
 pub mod elementwise;
 pub mod embedding;
 pub mod math;
@@ -20,6 +22,9 @@ pub mod norm;
 pub mod patch;
 pub mod rope;
 pub mod scan;
+#[cfg(feature = "simd")]
+pub(crate) mod simd;
+pub use dispatch::{path as kernel_path, simd_active};
 mod src;
 pub mod wkv;
 

@@ -32,6 +32,55 @@ pub fn ref_matmul(
     ref_matmul_strided(x, k, w, bias, residual, act, out, m, k, n)
 }
 
+/// The linear layer with the fastest available kernel: the SIMD path when it runs on this
+/// CPU and the shapes are consistent, else [`ref_matmul`]. Same contract as `ref_matmul`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    x: &[f32],
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    matmul_strided(x, k, w, bias, residual, act, out, m, k, n)
+}
+
+/// [`matmul`] over a column block of x (see [`ref_matmul_strided`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    x: &[f32],
+    x_stride: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    #[cfg(feature = "simd")]
+    {
+        // The SIMD kernel indexes directly: it runs only when every length is consistent.
+        let fits = m > 0
+            && k > 0
+            && x_stride >= k
+            && (m - 1).checked_mul(x_stride).and_then(|r| r.checked_add(k)).is_some_and(|end| x.len() >= end)
+            && n.checked_mul(k) == Some(w.len())
+            && m.checked_mul(n) == Some(out.len())
+            && bias.is_none_or(|b| b.len() == n)
+            && residual.is_none_or(|r| r.len() == out.len());
+        if fits && crate::simd_active() {
+            return crate::simd::matmul::matmul_strided(x, x_stride, w, bias, residual, act, out, m, k, n);
+        }
+    }
+    ref_matmul_strided(x, x_stride, w, bias, residual, act, out, m, k, n)
+}
+
 /// [`ref_matmul`] reading row `i` of x at `x[i * x_stride ..][..k]`: a column block of a
 /// wider tensor (e.g. one of RWKV's token-shift mixes). `x_stride >= k`.
 #[allow(clippy::too_many_arguments)]
@@ -53,14 +102,14 @@ pub fn ref_matmul_strided(
                 && (m - 1).checked_mul(x_stride).and_then(|r| r.checked_add(k)).is_some_and(|end| x.len() >= end))
     );
     match w {
-        Src::F32(w) => matmul(x, x_stride, w, bias, residual, act, out, m, k, n),
-        Src::F16(w) => matmul(x, x_stride, w, bias, residual, act, out, m, k, n),
+        Src::F32(w) => ref_generic(x, x_stride, w, bias, residual, act, out, m, k, n),
+        Src::F16(w) => ref_generic(x, x_stride, w, bias, residual, act, out, m, k, n),
     }
 }
 
 /// [`ref_matmul`], monomorphised for the weight element type.
 #[allow(clippy::too_many_arguments)]
-fn matmul<W: Element>(
+fn ref_generic<W: Element>(
     x: &[f32], // [m, k], rows x_stride apart
     x_stride: usize,
     w: &[W],                  // [n, k]

@@ -56,6 +56,17 @@ pub fn ref_rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps:
     }
 }
 
+/// LayerNorm through the dispatch layer. No SIMD path yet: this is [`ref_layer_norm`]
+/// (norms are a few percent of a model's time; see the benchmarks).
+pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
+    ref_layer_norm(x, gamma, beta, out, dim, eps)
+}
+
+/// RMSNorm through the dispatch layer. No SIMD path yet: this is [`ref_rms_norm`].
+pub fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
+    ref_rms_norm(x, gamma, out, dim, eps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

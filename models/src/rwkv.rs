@@ -112,7 +112,9 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
         let kv = g.matmul(&format!("{ff}.value"), kk, fv, None, None, Activation::None); // [t, d]
         x = g.mul(&format!("{ff}.out"), rr, kv, Some(x));
     }
-    let n = blocks::layer_norm(g, ckpt, "rwkv.ln_out", x, d, c.eps)?;
+    // transformers builds ln_out as nn.LayerNorm(hidden) with PyTorch's default eps,
+    // whatever layer_norm_epsilon says.
+    let n = blocks::layer_norm(g, ckpt, "rwkv.ln_out", x, d, 1e-5)?;
     let head = if c.tied { table } else { g.matrix(ckpt, "head.weight", &[c.vocab, d])? };
     let logits = g.matmul("logits", n, head, None, None, Activation::None);
     g.reshape(logits, vec![1, g.max_tokens, c.vocab]);

@@ -541,14 +541,14 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
         }
         OpCode::ConcatRows => k::elementwise::ref_concat_rows(src(0)?, src(1)?, out),
         OpCode::Add => k::elementwise::ref_add(act(0)?, src(1)?.slice(0, out_elems), out),
-        OpCode::LayerNorm => k::norm::ref_layer_norm(act(0)?, src(1)?, opt_src(2)?, out, p(0), pf(1)),
-        OpCode::RmsNorm => k::norm::ref_rms_norm(act(0)?, src(1)?, out, p(0), pf(1)),
+        OpCode::LayerNorm => k::norm::layer_norm(act(0)?, src(1)?, opt_src(2)?, out, p(0), pf(1)),
+        OpCode::RmsNorm => k::norm::rms_norm(act(0)?, src(1)?, out, p(0), pf(1)),
         OpCode::MatMul => {
             let m = rows(&out_t, n);
             let x_t = tensor(0)?;
             let x = cols(act(0)?, p(4));
             let (w, b, r) = (src(1)?, opt_src(2)?, opt_act(3)?);
-            k::matmul::ref_matmul_strided(x, x_t.shape.cols(), w, b, r, activation(3), out, m, p(1), p(2))
+            k::matmul::matmul_strided(x, x_t.shape.cols(), w, b, r, activation(3), out, m, p(1), p(2))
         }
         OpCode::Attention => {
             let mut s = attention_shape(&c)?;
@@ -558,7 +558,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
                 None => {
                     s.kv_rows = rows(&tensor(1)?, n);
                     let mask = opt_act(3)?;
-                    k::attention::ref_attention(cols(q, p(3)), cols(kk, p(4)), cols(v, p(5)), mask, out, &s);
+                    k::attention::attention(cols(q, p(3)), cols(kk, p(4)), cols(v, p(5)), mask, out, &s);
                 }
                 Some((kc, vc)) => {
                     let (k_cache, v_cache) = two_mut(persistent, &kc, &vc)?;
@@ -575,7 +575,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
                     s.kv_rows = run.pos + n;
                     s.kv_stride = width;
                     s.q_pos0 = run.pos;
-                    k::attention::ref_attention(cols(q, p(3)), k_cache, v_cache, None, out, &s);
+                    k::attention::attention(cols(q, p(3)), k_cache, v_cache, None, out, &s);
                 }
             }
         }

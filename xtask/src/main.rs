@@ -1,5 +1,6 @@
 //! `cargo xtask`: Mote's command line (convert, inspect, infer, validate, demo, ci).
 
+mod bench;
 mod ci;
 mod convert;
 mod demo;
@@ -36,6 +37,8 @@ enum Cmd {
     Embed(text::EmbedArgs),
     /// Convert the bundled digits ViT, run its test set, print accuracy and footprint.
     Demo(demo::Args),
+    /// Benchmarks: machine peak, kernels (reference vs fast path), models end to end.
+    Bench(bench::Args),
     /// Everything CI checks: fmt, clippy, tests, no_std builds, stable scalar build.
     Ci(ci::Args),
 }
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Cmd::Generate(a) => text::run_generate(a),
         Cmd::Embed(a) => text::run_embed(a),
         Cmd::Demo(a) => demo::run(a),
+        Cmd::Bench(a) => bench::run(a),
         Cmd::Ci(a) => ci::run(a),
     };
     match result {

@@ -1,0 +1,157 @@
+//! SIMD streaming attention. Same contract and online softmax as `ref_attention`, but the
+//! keys are taken in blocks of `BLOCK`: the scores of a block (a fixed stack array, so
+//! scratch stays O(BLOCK), independent of the sequence length) are computed with
+//! vectorised dot products, the running max and the output accumulator are rescaled once
+//! per block, and `p * v` is added with vectorised AXPYs over head_dim.
+
+use super::{F32x8, LANES, hsum};
+use crate::attention::AttentionShape;
+use crate::math::expf;
+
+const BLOCK: usize = 32;
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let nv = n - n % LANES;
+    let mut acc = F32x8::splat(0.0);
+    let mut i = 0;
+    while i < nv {
+        acc += F32x8::from_slice(&a[i..i + LANES]) * F32x8::from_slice(&b[i..i + LANES]);
+        i += LANES;
+    }
+    let mut s = hsum(acc);
+    for t in nv..n {
+        s += a[t] * b[t];
+    }
+    s
+}
+
+/// out = out * scale + p * v
+#[inline(always)]
+fn scale_axpy(out: &mut [f32], scale: f32, p: f32, v: &[f32]) {
+    let n = out.len().min(v.len());
+    let nv = n - n % LANES;
+    let (sv, pv) = (F32x8::splat(scale), F32x8::splat(p));
+    let mut i = 0;
+    while i < nv {
+        let o = F32x8::from_slice(&out[i..i + LANES]) * sv + pv * F32x8::from_slice(&v[i..i + LANES]);
+        out[i..i + LANES].copy_from_slice(o.as_array());
+        i += LANES;
+    }
+    for t in nv..n {
+        out[t] = out[t] * scale + p * v[t];
+    }
+}
+
+#[inline(always)]
+fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    let hd = s.head_dim;
+    let width = s.heads * hd;
+    let group = (s.heads / s.kv_heads.max(1)).max(1);
+    for (i, out_row) in out.chunks_exact_mut(width).take(s.q_rows).enumerate() {
+        let visible = if s.causal { s.kv_rows.min(s.q_pos0 + i + 1) } else { s.kv_rows };
+        for (h, acc) in out_row.chunks_exact_mut(hd).enumerate() {
+            let qh = &q[i * s.q_stride + h * hd..][..hd];
+            let col = (h / group) * hd;
+            acc.fill(0.0);
+            let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
+            let mut scores = [0f32; BLOCK];
+            let mut j0 = 0;
+            while j0 < visible {
+                let len = BLOCK.min(visible - j0);
+                let mut block_max = f32::NEG_INFINITY;
+                for (t, sc) in scores[..len].iter_mut().enumerate() {
+                    let j = j0 + t;
+                    let keep = key_mask.is_none_or(|mk| mk[j] != 0.0);
+                    *sc = if keep { s.scale * dot(qh, &k[j * s.kv_stride + col..][..hd]) } else { f32::NEG_INFINITY };
+                    block_max = block_max.max(*sc);
+                }
+                if block_max > f32::NEG_INFINITY {
+                    let new_m = m.max(block_max);
+                    let rescale = expf(m - new_m); // 0 when m was -inf
+                    l *= rescale;
+                    let mut first = true;
+                    for (t, &sc) in scores[..len].iter().enumerate() {
+                        if sc == f32::NEG_INFINITY {
+                            continue;
+                        }
+                        let p = expf(sc - new_m);
+                        l += p;
+                        // Rescale the accumulator together with the first added value.
+                        scale_axpy(acc, if first { rescale } else { 1.0 }, p, &v[(j0 + t) * s.kv_stride + col..][..hd]);
+                        first = false;
+                    }
+                    m = new_m;
+                }
+                j0 += len;
+            }
+            if l > 0.0 {
+                let inv = 1.0 / l;
+                acc.iter_mut().for_each(|x| *x *= inv);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    run(q, k, v, key_mask, out, s)
+}
+
+/// The SIMD path of `ref_attention`; the caller has checked every length and that
+/// [`super::available`] holds.
+pub(crate) fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    key_mask: Option<&[f32]>,
+    out: &mut [f32],
+    s: &AttentionShape,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
+    unsafe {
+        avx2(q, k, v, key_mask, out, s)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    run(q, k, v, key_mask, out, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::attention::{AttentionShape, attention, ref_attention};
+    use proptest::prelude::*;
+
+    /// Different summation order and per-block rescaling: a few ulps of the values.
+    const TOL: f32 = 2e-5;
+
+    fn vals(n: usize, seed: u64) -> Vec<f32> {
+        (0..n).map(|i| ((i as u64 * 2654435761 + seed * 977) % 2003) as f32 / 400.0 - 2.5).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn matches_reference(
+            q_rows in 1usize..6, kv_rows in 1usize..80, kv_heads in 1usize..3, group in 1usize..3,
+            head_dim in 1usize..20, causal: bool, masked: bool, pos0 in 0usize..5, pad in 0usize..3,
+        ) {
+            let heads = kv_heads * group;
+            let kv_rows = if causal { kv_rows.max(pos0 + q_rows) } else { kv_rows };
+            let q_stride = heads * head_dim + pad;
+            let kv_stride = kv_heads * head_dim + pad;
+            let s = AttentionShape { heads, kv_heads, head_dim, q_rows, kv_rows, q_stride, kv_stride, causal, q_pos0: pos0, scale: 0.3 };
+            let (q, k, v) = (vals(q_rows * q_stride, 1), vals(kv_rows * kv_stride, 2), vals(kv_rows * kv_stride, 3));
+            let mask: Vec<f32> = (0..kv_rows).map(|j| if j % 3 == 1 { 0.0 } else { 1.0 }).collect();
+            let m = masked.then_some(&mask[..]);
+            let mut want = vec![0f32; q_rows * heads * head_dim];
+            let mut got = vec![1f32; want.len()];
+            ref_attention(&q, &k, &v, m, &mut want, &s);
+            attention(&q, &k, &v, m, &mut got, &s);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= TOL * (1.0 + w.abs()), "{} vs {}", g, w);
+            }
+        }
+    }
+}

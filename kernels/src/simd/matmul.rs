@@ -1,0 +1,260 @@
+//! SIMD linear layer: `out = act(x w^T + bias) + residual`, w `[n, k]` row-major in f16
+//! or f32. A register tile of MR rows of x by NR rows of w keeps MR x NR f32x8
+//! accumulators over k; each weight chunk is loaded (and widened from f16) once per tile
+//! and reused MR times, each x chunk reused NR times. Decode (m = 1) uses a 1 x 8 tile so
+//! eight weight rows stream from memory at once.
+
+use super::{F32x8, LANES, Load, hsum};
+use crate::Src;
+use crate::activation::Activation;
+
+/// Sums of one MR x NR tile over k: `acc[i][j] = Σ_k x[i0+i, k] * w[j0+j, k]`.
+#[inline(always)]
+fn tile<const MR: usize, const NR: usize, W: Load>(xr: [&[f32]; MR], wr: [&[W]; NR], k: usize) -> [[f32; NR]; MR] {
+    let mut acc = [[F32x8::splat(0.0); NR]; MR];
+    let kv = k - k % LANES;
+    let mut kk = 0;
+    while kk < kv {
+        let mut wv = [F32x8::splat(0.0); NR];
+        for j in 0..NR {
+            wv[j] = W::load8(&wr[j][kk..kk + LANES]);
+        }
+        for i in 0..MR {
+            let xv = F32x8::from_slice(&xr[i][kk..kk + LANES]);
+            for j in 0..NR {
+                acc[i][j] += xv * wv[j];
+            }
+        }
+        kk += LANES;
+    }
+    let mut sums = [[0f32; NR]; MR];
+    for i in 0..MR {
+        for j in 0..NR {
+            let mut s = hsum(acc[i][j]);
+            for t in kv..k {
+                s += xr[i][t] * wr[j][t].to_f32();
+            }
+            sums[i][j] = s;
+        }
+    }
+    sums
+}
+
+/// The whole product for one weight type, tiles of MR x NR then the edges.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run<const MR: usize, const NR: usize, W: Load>(
+    x: &[f32],
+    xs: usize,
+    w: &[W],
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    let xrow = |i: usize| &x[i * xs..i * xs + k];
+    let wrow = |j: usize| &w[j * k..j * k + k];
+    let mut i = 0;
+    while i < m {
+        let mr = (m - i).min(MR);
+        let mut j = 0;
+        while j < n {
+            let nr = (n - j).min(NR);
+            // Full tiles, then every smaller edge tile shape; raw sums go to `out`.
+            macro_rules! go {
+                ($a:literal, $b:literal) => {{
+                    let s = tile::<$a, $b, W>(
+                        core::array::from_fn(|t| xrow(i + t)),
+                        core::array::from_fn(|t| wrow(j + t)),
+                        k,
+                    );
+                    for (ti, row) in s.iter().enumerate() {
+                        out[(i + ti) * n + j..(i + ti) * n + j + $b].copy_from_slice(row);
+                    }
+                }};
+            }
+            match (mr, nr) {
+                (4, 3) if MR == 4 => go!(4, 3),
+                (1, 8) => go!(1, 8),
+                (1, nr) if MR == 1 => match nr {
+                    1 => go!(1, 1),
+                    2 => go!(1, 2),
+                    3 => go!(1, 3),
+                    4 => go!(1, 4),
+                    5 => go!(1, 5),
+                    6 => go!(1, 6),
+                    _ => go!(1, 7),
+                },
+                (mr, nr) => match (mr, nr) {
+                    (1, 1) => go!(1, 1),
+                    (1, 2) => go!(1, 2),
+                    (1, _) => go!(1, 3),
+                    (2, 1) => go!(2, 1),
+                    (2, 2) => go!(2, 2),
+                    (2, _) => go!(2, 3),
+                    (3, 1) => go!(3, 1),
+                    (3, 2) => go!(3, 2),
+                    (3, _) => go!(3, 3),
+                    (_, 1) => go!(4, 1),
+                    (_, _) => go!(4, 2),
+                },
+            }
+            j += nr;
+        }
+        i += mr;
+    }
+    // Epilogue per row, in the reference's order: + bias, activation, + residual.
+    for (r, row) in out.chunks_exact_mut(n).enumerate() {
+        if let Some(b) = bias {
+            match b {
+                Src::F32(b) => row.iter_mut().zip(b).for_each(|(o, v)| *o += v),
+                Src::F16(b) => row.iter_mut().zip(b).for_each(|(o, v)| *o += v.to_f32()),
+            }
+        }
+        crate::activation::ref_activation_inplace(row, act);
+        if let Some(res) = residual {
+            row.iter_mut().zip(&res[r * n..(r + 1) * n]).for_each(|(o, v)| *o += v);
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dispatch_w(
+    x: &[f32],
+    xs: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    match (w, m) {
+        (Src::F16(w), 1) => run::<1, 8, _>(x, xs, w, bias, residual, act, out, m, k, n),
+        (Src::F16(w), _) => run::<4, 3, _>(x, xs, w, bias, residual, act, out, m, k, n),
+        (Src::F32(w), 1) => run::<1, 8, _>(x, xs, w, bias, residual, act, out, m, k, n),
+        (Src::F32(w), _) => run::<4, 3, _>(x, xs, w, bias, residual, act, out, m, k, n),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn avx2(
+    x: &[f32],
+    xs: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    dispatch_w(x, xs, w, bias, residual, act, out, m, k, n)
+}
+
+/// The SIMD path of `ref_matmul_strided`. The caller has checked every length (so the
+/// slicing inside cannot fail) and that [`super::available`] holds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_strided(
+    x: &[f32],
+    xs: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
+    unsafe {
+        avx2(x, xs, w, bias, residual, act, out, m, k, n)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dispatch_w(x, xs, w, bias, residual, act, out, m, k, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Src;
+    use crate::activation::Activation;
+    use crate::matmul::{matmul_strided, ref_matmul_strided};
+    use half::f16;
+    use proptest::prelude::*;
+
+    /// SIMD sums in another order than the reference: the error is bounded by a few ulps
+    /// of Σ|x·w| (k up to 64 here).
+    const TOL_REL: f32 = 2e-6;
+
+    fn vals(n: usize, seed: u64) -> Vec<f32> {
+        (0..n).map(|i| ((i as u64 * 2654435761 + seed * 97) % 1999) as f32 / 999.0 - 1.0).collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        m: usize,
+        k: usize,
+        n: usize,
+        extra_cols: usize,
+        f16w: bool,
+        with_bias: bool,
+        with_res: bool,
+        act: Activation,
+    ) {
+        let xs = k + extra_cols;
+        let x = vals(m * xs, 1);
+        let w32 = vals(n * k, 2);
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let w = if f16w { Src::F16(&w16) } else { Src::F32(&w32) };
+        let bias = vals(n, 3);
+        let res = vals(m * n, 4);
+        let (b, r) = (with_bias.then_some(Src::F32(&bias)), with_res.then_some(&res[..]));
+        let mut want = vec![0f32; m * n];
+        let mut got = vec![0f32; m * n];
+        ref_matmul_strided(&x, xs, w, b, r, act, &mut want, m, k, n);
+        matmul_strided(&x, xs, w, b, r, act, &mut got, m, k, n);
+        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+            let scale = (k as f32 + 2.0) * 2.0;
+            // Activations such as squared ReLU scale the error with the value.
+            assert!((g - w).abs() <= TOL_REL * scale * (1.0 + w.abs()), "m{m} k{k} n{n} xs{xs} [{idx}]: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn simd_path_is_active_here() {
+        // This machine (and CI) has AVX2/FMA/F16C; elsewhere the portable path runs.
+        assert!(crate::simd_active(), "{}", crate::kernel_path());
+    }
+
+    #[test]
+    fn edges_around_lanes_and_tiles() {
+        for &m in &[1, 2, 3, 4, 5, 7, 8, 9] {
+            for &k in &[1, 7, 8, 9, 16, 17, 33] {
+                for &n in &[1, 2, 3, 4, 5, 8, 9, 13] {
+                    check(m, k, n, 0, true, true, true, Activation::None);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn matches_reference(
+            m in 1usize..12, k in 1usize..70, n in 1usize..20, extra in 0usize..5,
+            f16w: bool, b: bool, r: bool, act_i in 0usize..9,
+        ) {
+            check(m, k, n, extra, f16w, b, r, crate::testutil::ALL_ACTIVATIONS[act_i]);
+        }
+    }
+}

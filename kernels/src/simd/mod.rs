@@ -1,0 +1,104 @@
+//! `core::simd` kernels beside the scalar references. Eight f32 lanes: AVX2 on x86-64,
+//! two Helium / NEON registers elsewhere, scalar code where there is no vector unit
+//! (Cortex-M4/M7). Each kernel is tested against its `ref_*` counterpart.
+
+pub(crate) mod attention;
+pub(crate) mod matmul;
+
+use core::simd::Simd;
+use half::f16;
+
+pub(crate) const LANES: usize = 8;
+pub(crate) type F32x8 = Simd<f32, LANES>;
+
+/// Whether the SIMD kernels may run on this CPU.
+pub(crate) fn available() -> bool {
+    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+    {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static CACHE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
+        match CACHE.load(Ordering::Relaxed) {
+            2 => true,
+            1 => false,
+            _ => {
+                let ok = std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c");
+                CACHE.store(if ok { 2 } else { 1 }, Ordering::Relaxed);
+                ok
+            }
+        }
+    }
+    #[cfg(all(target_arch = "x86_64", not(any(test, feature = "std"))))]
+    {
+        cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// Loads eight weights as f32.
+pub(crate) trait Load: Copy {
+    fn load8(s: &[Self]) -> F32x8;
+    fn to_f32(self) -> f32;
+}
+
+impl Load for f32 {
+    #[inline(always)]
+    fn load8(s: &[f32]) -> F32x8 {
+        F32x8::from_slice(s)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Load for f16 {
+    #[inline(always)]
+    fn load8(s: &[f16]) -> F32x8 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps};
+            let h = &s[..LANES];
+            // SAFETY: `h` is 8 f16 = 16 readable bytes (unaligned load); this path only runs
+            // inside functions compiled with F16C after `available()` confirmed it.
+            let v = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast::<__m128i>())) };
+            F32x8::from(v)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            f16x8_to_f32(&s[..LANES])
+        }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+/// Portable f16 -> f32 for eight values: move the bits into place and rescale the
+/// exponent with one multiply (exact for normals and subnormals), then fix inf/NaN.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn f16x8_to_f32(h: &[f16]) -> F32x8 {
+    use core::simd::cmp::SimdPartialOrd;
+    use core::simd::num::{SimdFloat, SimdUint};
+    let bits: Simd<u16, LANES> = Simd::from_array(core::array::from_fn(|i| h.get(i).map_or(0, |v| v.to_bits())));
+    let w: Simd<u32, LANES> = bits.cast();
+    let sign = (w & Simd::splat(0x8000)) << Simd::splat(16);
+    let em = w & Simd::splat(0x7fff);
+    let scaled = F32x8::from_bits(em << Simd::splat(13)) * F32x8::splat(f32::from_bits(0x7780_0000)); // 2^112
+    let infnan = F32x8::from_bits((em << Simd::splat(13)) | Simd::splat(0x7f80_0000));
+    let v = em.simd_ge(Simd::splat(0x7c00)).select(infnan, scaled);
+    F32x8::from_bits(v.to_bits() | sign)
+}
+
+/// Sum of the lanes.
+#[inline(always)]
+pub(crate) fn hsum(v: F32x8) -> f32 {
+    use core::simd::num::SimdFloat;
+    v.reduce_sum()
+}
