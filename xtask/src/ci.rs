@@ -48,7 +48,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // The scalar path also builds and passes on stable, with the simd feature off.
     step(
         "stable scalar tests",
-        &["+stable", "test", "-p", "mote-kernels", "-p", "mote-runtime", "--target-dir", "target/stable"],
+        &[
+            "+stable",
+            "test",
+            "-p",
+            "mote-kernels",
+            "-p",
+            "mote-runtime",
+            "--no-default-features",
+            "--target-dir",
+            "target/stable",
+        ],
     )?;
     println!("\nci: all steps passed");
     Ok(ExitCode::SUCCESS)

@@ -77,7 +77,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     );
     println!("agreement         {:.2}% of predictions equal PyTorch's ({agree}/{n})", 100.0 * agree as f64 / n as f64);
     println!("logits vs PyTorch max abs error {:.2e}, min cosine {:.6}", cmp.max_abs_error, cmp.min_item_cosine);
-    println!("time per image    {:.1} us (host CPU, one core, scalar kernels)", 1e6 * secs / n as f64);
+    println!("time per image    {:.1} us (host CPU, one core, {})", 1e6 * secs / n as f64, mote_runtime::kernel_path());
     println!(
         "\nrun it yourself:  cargo xtask infer {} --input {} --output logits.safetensors",
         out.display(),

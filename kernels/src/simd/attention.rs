@@ -71,12 +71,17 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
                     let new_m = m.max(block_max);
                     let rescale = expf(m - new_m); // 0 when m was -inf
                     l *= rescale;
+                    // Probabilities of the block, 8 at a time (masked keys: exp(-inf) = 0).
+                    let mut probs = [0f32; BLOCK];
+                    for (pc, sc) in probs.chunks_exact_mut(LANES).zip(scores.chunks_exact(LANES)) {
+                        let e = super::math::exp(F32x8::from_slice(sc) - F32x8::splat(new_m));
+                        pc.copy_from_slice(e.as_array());
+                    }
                     let mut first = true;
-                    for (t, &sc) in scores[..len].iter().enumerate() {
+                    for (t, (&sc, &p)) in scores[..len].iter().zip(&probs[..len]).enumerate() {
                         if sc == f32::NEG_INFINITY {
                             continue;
                         }
-                        let p = expf(sc - new_m);
                         l += p;
                         // Rescale the accumulator together with the first added value.
                         scale_axpy(acc, if first { rescale } else { 1.0 }, p, &v[(j0 + t) * s.kv_stride + col..][..hd]);

@@ -114,7 +114,7 @@ fn run<const MR: usize, const NR: usize, W: Load>(
                 Src::F16(b) => row.iter_mut().zip(b).for_each(|(o, v)| *o += v.to_f32()),
             }
         }
-        crate::activation::ref_activation_inplace(row, act);
+        super::math::activation_inplace(row, act);
         if let Some(res) = residual {
             row.iter_mut().zip(&res[r * n..(r + 1) * n]).for_each(|(o, v)| *o += v);
         }

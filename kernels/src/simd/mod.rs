@@ -3,6 +3,7 @@
 //! (Cortex-M4/M7). Each kernel is tested against its `ref_*` counterpart.
 
 pub(crate) mod attention;
+pub(crate) mod math;
 pub(crate) mod matmul;
 
 use core::simd::Simd;
@@ -81,11 +82,10 @@ impl Load for f16 {
 
 /// Portable f16 -> f32 for eight values: move the bits into place and rescale the
 /// exponent with one multiply (exact for normals and subnormals), then fix inf/NaN.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
 fn f16x8_to_f32(h: &[f16]) -> F32x8 {
-    use core::simd::cmp::SimdPartialOrd;
-    use core::simd::num::{SimdFloat, SimdUint};
+    use core::simd::prelude::*;
     let bits: Simd<u16, LANES> = Simd::from_array(core::array::from_fn(|i| h.get(i).map_or(0, |v| v.to_bits())));
     let w: Simd<u32, LANES> = bits.cast();
     let sign = (w & Simd::splat(0x8000)) << Simd::splat(16);
@@ -101,4 +101,21 @@ fn f16x8_to_f32(h: &[f16]) -> F32x8 {
 pub(crate) fn hsum(v: F32x8) -> f32 {
     use core::simd::num::SimdFloat;
     v.reduce_sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable conversion (used on Arm) against `half`, for every f16 bit pattern.
+    #[test]
+    fn portable_f16_conversion_is_exact() {
+        for start in (0..=u16::MAX as u32).step_by(LANES) {
+            let h: [f16; LANES] = core::array::from_fn(|i| f16::from_bits((start as usize + i) as u16));
+            let got = f16x8_to_f32(&h);
+            for (g, w) in got.as_array().iter().zip(h.iter().map(|v| v.to_f32())) {
+                assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{:#06x}: {g} vs {w}", start);
+            }
+        }
+    }
 }
