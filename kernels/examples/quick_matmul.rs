@@ -5,7 +5,7 @@ use std::time::Instant;
 
 fn main() {
     println!("path: {}", mote_kernels::kernel_path());
-    for &(m, k, n) in &[(128usize, 384usize, 1536usize), (197, 192, 768), (1, 288, 768), (1, 4096, 8192)] {
+    for &(m, k, n) in &[(1usize, 288usize, 32000usize), (1, 288, 1536), (1, 768, 288), (1, 288, 864), (1, 4096, 8192)] {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
         let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32((i % 7) as f32 * 0.01)).collect();
         let mut out = vec![0f32; m * n];

@@ -8,13 +8,41 @@ use super::{F32x8, LANES, Load, hsum};
 use crate::Src;
 use crate::activation::Activation;
 
-/// Sums of one MR x NR tile over k: `acc[i][j] = Σ_k x[i0+i, k] * w[j0+j, k]`.
+/// Hints the cache to fetch the line holding `s[at]` (x86-64; a no-op elsewhere).
 #[inline(always)]
-fn tile<const MR: usize, const NR: usize, W: Load>(xr: [&[f32]; MR], wr: [&[W]; NR], k: usize) -> [[f32; NR]; MR] {
+fn prefetch<W>(s: &[W], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = s.get(at) {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is only a hint; the address is inside `s`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((v as *const W).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (s, at);
+}
+
+/// Sums of one MR x NR tile over k: `acc[i][j] = Σ_k x[i0+i, k] * w[j0+j, k]`.
+/// `next`: the weights that follow this tile's rows, prefetched in step (decode reads
+/// many short rows, which hardware prefetchers do not pick up soon enough).
+#[inline(always)]
+fn tile<const MR: usize, const NR: usize, W: Load>(
+    xr: [&[f32]; MR],
+    wr: [&[W]; NR],
+    next: &[W],
+    k: usize,
+) -> [[f32; NR]; MR] {
     let mut acc = [[F32x8::splat(0.0); NR]; MR];
     let kv = k - k % LANES;
+    let per_line = 64 / core::mem::size_of::<W>();
+    // Long rows are streamed well by the hardware; prefetch only short ones.
+    let short_rows = k * core::mem::size_of::<W>() <= 2048;
     let mut kk = 0;
     while kk < kv {
+        if MR == 1 && short_rows && kk % per_line == 0 {
+            for j in 0..NR {
+                prefetch(next, j * k + kk);
+            }
+        }
         let mut wv = [F32x8::splat(0.0); NR];
         for j in 0..NR {
             wv[j] = W::load8(&wr[j][kk..kk + LANES]);
@@ -66,9 +94,11 @@ fn run<const MR: usize, const NR: usize, W: Load>(
             // Full tiles, then every smaller edge tile shape; raw sums go to `out`.
             macro_rules! go {
                 ($a:literal, $b:literal) => {{
+                    let next = w.get((j + $b) * k..).unwrap_or(&[]);
                     let s = tile::<$a, $b, W>(
                         core::array::from_fn(|t| xrow(i + t)),
                         core::array::from_fn(|t| wrow(j + t)),
+                        next,
                         k,
                     );
                     for (ti, row) in s.iter().enumerate() {
