@@ -104,15 +104,15 @@ impl<'a> Check<'_, 'a> {
         }
         Ok(t)
     }
-    fn expect(&self, cond: bool, reason: &'static str) -> Result<()> {
+    fn ensure(&self, cond: bool, reason: &'static str) -> Result<()> {
         if cond { Ok(()) } else { Err(self.err(reason)) }
     }
     fn elems_eq(&self, t: &TensorInfo<'_>, n: Option<usize>, reason: &'static str) -> Result<()> {
-        self.expect(n == Some(t.elems()), reason)
+        self.ensure(n == Some(t.elems()), reason)
     }
     /// Row-wise ops keep token rows: the output is SEQ exactly when `x` is.
     fn same_rows(&self, x: &TensorInfo<'_>, out: &TensorInfo<'_>) -> Result<()> {
-        self.expect(x.seq == out.seq, "input and output disagree on token rows")
+        self.ensure(x.seq == out.seq, "input and output disagree on token rows")
     }
     fn param(&self, i: usize) -> usize {
         self.op.params[i] as usize
@@ -139,8 +139,8 @@ impl<'a> Check<'_, 'a> {
             (kc, vc) if kc != NONE && vc != NONE => {
                 let (kc, vc) = (self.tensor(kc)?, self.tensor(vc)?);
                 let ok = |t: &TensorInfo<'_>| t.storage == Storage::Persistent && t.dtype == DType::F32;
-                self.expect(ok(&kc) && ok(&vc), "a KV cache is not an f32 persistent tensor")?;
-                self.expect(kc.range().end <= vc.offset || vc.range().end <= kc.offset, "the K and V caches overlap")?;
+                self.ensure(ok(&kc) && ok(&vc), "a KV cache is not an f32 persistent tensor")?;
+                self.ensure(kc.range().end <= vc.offset || vc.range().end <= kc.offset, "the K and V caches overlap")?;
                 Ok(Some((kc, vc)))
             }
             _ => Err(self.err("has a K cache without a V cache or the reverse")),
@@ -176,9 +176,9 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
     match op.opcode {
         OpCode::PatchEmbed => {
             let (ch, h, w, p, dim) = (c.param(0), c.param(1), c.param(2), c.param(3), c.param(4));
-            c.expect(ch > 0 && dim > 0 && p > 0 && p <= h && p <= w, "bad patch geometry")?;
+            c.ensure(ch > 0 && dim > 0 && p > 0 && p <= h && p <= w, "bad patch geometry")?;
             let image = c.act(0)?;
-            c.expect(!image.seq && !out.seq, "patch embedding has no token rows")?;
+            c.ensure(!image.seq && !out.seq, "patch embedding has no token rows")?;
             c.elems_eq(&image, mul(ch, h).and_then(|x| mul(x, w)), "image size does not match c*h*w")?;
             c.elems_eq(&c.operand(1)?, mul(dim, ch).and_then(|x| mul(x, p * p)), "weight is not [dim, c, p, p]")?;
             if let Some(b) = c.opt_operand(2)? {
@@ -188,23 +188,23 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
         OpCode::ConcatRows => {
             let (a, b) = (c.operand(0)?, c.operand(1)?);
-            c.expect(!a.seq && !b.seq && !out.seq, "concatenation has no token rows")?;
-            c.expect(a.shape.cols() == b.shape.cols() && out.shape.cols() == a.shape.cols(), "row widths differ")?;
+            c.ensure(!a.seq && !b.seq && !out.seq, "concatenation has no token rows")?;
+            c.ensure(a.shape.cols() == b.shape.cols() && out.shape.cols() == a.shape.cols(), "row widths differ")?;
             c.elems_eq(&out, a.elems().checked_add(b.elems()), "output is not the two inputs' rows")?;
         }
         OpCode::Add => {
             let (a, b) = (c.act(0)?, c.operand(1)?);
             c.same_rows(&a, &out)?;
-            c.expect(b.storage == Storage::Weight || b.seq == a.seq, "operands disagree on token rows")?;
-            c.expect(a.elems() == b.elems() && out.elems() == a.elems(), "element counts differ")?;
+            c.ensure(b.storage == Storage::Weight || b.seq == a.seq, "operands disagree on token rows")?;
+            c.ensure(a.elems() == b.elems() && out.elems() == a.elems(), "element counts differ")?;
         }
         OpCode::LayerNorm | OpCode::RmsNorm => {
             let dim = c.param(0);
             let eps = c.param_f32(1);
-            c.expect(eps.is_finite() && eps >= 0.0, "eps is not a finite non-negative number")?;
+            c.ensure(eps.is_finite() && eps >= 0.0, "eps is not a finite non-negative number")?;
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
-            c.expect(dim > 0 && x.shape.cols() == dim, "input rows are not [.., dim]")?;
+            c.ensure(dim > 0 && x.shape.cols() == dim, "input rows are not [.., dim]")?;
             c.elems_eq(&c.operand(1)?, Some(dim), "gamma is not [dim]")?;
             if op.opcode == OpCode::LayerNorm
                 && let Some(b) = c.opt_operand(2)?
@@ -216,20 +216,20 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         OpCode::MatMul => {
             let (m, kk, n) = (c.param(0), c.param(1), c.param(2));
             c.activation(3)?;
-            c.expect(m > 0 && kk > 0 && n > 0, "m, k and n must be positive")?;
+            c.ensure(m > 0 && kk > 0 && n > 0, "m, k and n must be positive")?;
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
             let x_col = c.param(4);
-            c.expect(x.shape.rows() == m, "x does not have m rows")?;
-            c.expect(
+            c.ensure(x.shape.rows() == m, "x does not have m rows")?;
+            c.ensure(
                 x_col.checked_add(kk).is_some_and(|end| end <= x.shape.cols()),
                 "x columns x_col..x_col+k lie past the row",
             )?;
             let w = c.operand(1)?;
-            c.expect(!w.seq, "the weight has token rows")?;
+            c.ensure(!w.seq, "the weight has token rows")?;
             c.elems_eq(&w, mul(n, kk), "weight is not [n, k]")?;
             if let Some(b) = c.opt_operand(2)? {
-                c.expect(!b.seq, "the bias has token rows")?;
+                c.ensure(!b.seq, "the bias has token rows")?;
                 c.elems_eq(&b, Some(n), "bias is not [n]")?;
             }
             if let Some(r) = c.opt_act(3)? {
@@ -241,24 +241,24 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         OpCode::Attention => {
             let s = attention_shape(&c)?;
             let scale = c.param_f32(7);
-            c.expect(scale.is_finite(), "scale is not finite")?;
-            c.expect(op.params[6] & !ATTN_CAUSAL == 0, "unknown attention flags")?;
+            c.ensure(scale.is_finite(), "scale is not finite")?;
+            c.ensure(op.params[6] & !ATTN_CAUSAL == 0, "unknown attention flags")?;
             let (q, kt) = (c.act(0)?, c.act(1)?);
             c.same_rows(&q, &out)?;
             if let Some(mask) = c.opt_act(3)? {
-                c.expect(mask.seq == kt.seq, "key mask and keys disagree on token rows")?;
+                c.ensure(mask.seq == kt.seq, "key mask and keys disagree on token rows")?;
                 c.elems_eq(&mask, Some(kt.shape.rows()), "key mask is not [kv_rows]")?;
             }
             if let Some((kc, vc)) = c.caches()? {
                 let ctx = model.max_context();
-                c.expect(
+                c.ensure(
                     q.seq && kt.seq && op.inputs[3] == NONE,
                     "cached attention needs token-row q, k, v and no mask",
                 )?;
                 let kv_width = mul(s.kv_heads, s.head_dim);
                 for cache in [&kc, &vc] {
-                    c.expect(ctx > 0 && cache.shape.rows() == ctx, "a KV cache does not have max_context rows")?;
-                    c.expect(Some(cache.shape.cols()) == kv_width, "a KV cache row is not kv_heads*head_dim")?;
+                    c.ensure(ctx > 0 && cache.shape.rows() == ctx, "a KV cache does not have max_context rows")?;
+                    c.ensure(Some(cache.shape.cols()) == kv_width, "a KV cache row is not kv_heads*head_dim")?;
                 }
             }
             c.elems_eq(&out, mul(s.q_rows, s.heads * s.head_dim), "output is not [q_rows, heads*head_dim]")?;
@@ -266,10 +266,10 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         OpCode::SelectRows => {
             let x = c.act(0)?;
             let (start, count) = (c.param(0), c.param(1));
-            c.expect(!out.seq, "selected rows are not token rows")?;
+            c.ensure(!out.seq, "selected rows are not token rows")?;
             // With token rows, a call always has at least one: only row 0 is safe.
             let limit = if x.seq { 1 } else { x.shape.rows() };
-            c.expect(count > 0 && start.checked_add(count).is_some_and(|e| e <= limit), "rows out of range")?;
+            c.ensure(count > 0 && start.checked_add(count).is_some_and(|e| e <= limit), "rows out of range")?;
             c.elems_eq(&out, mul(count, x.shape.cols()), "output is not [count, cols]")?;
         }
         OpCode::Glu => {
@@ -277,7 +277,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.same_rows(&x, &out)?;
             let n = c.param(0);
             c.activation(1)?;
-            c.expect(n > 0 && mul(n, 2) == Some(x.shape.cols()), "input rows are not [2n]")?;
+            c.ensure(n > 0 && mul(n, 2) == Some(x.shape.cols()), "input rows are not [2n]")?;
             c.elems_eq(&out, mul(x.shape.rows(), n), "output is not [rows, n]")?;
         }
         OpCode::Activation => {
@@ -288,28 +288,28 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
         OpCode::Embedding => {
             let ids = c.tensor(op.inputs[0])?;
-            c.expect(ids.storage == Storage::Arena && ids.dtype == DType::I32, "ids are not an i32 arena tensor")?;
+            c.ensure(ids.storage == Storage::Arena && ids.dtype == DType::I32, "ids are not an i32 arena tensor")?;
             c.same_rows(&ids, &out)?;
             let (vocab, dim) = (c.param(0), c.param(1));
-            c.expect(vocab > 0 && dim > 0, "vocab and dim must be positive")?;
+            c.ensure(vocab > 0 && dim > 0, "vocab and dim must be positive")?;
             c.elems_eq(&c.operand(1)?, mul(vocab, dim), "table is not [vocab, dim]")?;
             c.elems_eq(&out, mul(ids.elems(), dim), "output is not [ids, dim]")?;
         }
         OpCode::PositionEmbedding => {
             let (positions, dim) = (c.param(0), c.param(1));
-            c.expect(out.seq, "position embeddings are token rows")?;
+            c.ensure(out.seq, "position embeddings are token rows")?;
             c.elems_eq(&c.operand(0)?, mul(positions, dim), "table is not [positions, dim]")?;
-            c.expect(out.shape.cols() == dim, "output rows are not [dim]")?;
+            c.ensure(out.shape.cols() == dim, "output rows are not [dim]")?;
             // Every position a call can reach must be in the table.
             let reach = model.max_context().max(model.max_tokens());
-            c.expect(reach <= positions, "the table has fewer positions than the context")?;
+            c.ensure(reach <= positions, "the table has fewer positions than the context")?;
         }
         OpCode::Rope => {
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
             let (heads, head_dim) = (c.param(0), c.param(1));
-            c.expect(head_dim >= 2 && head_dim % 2 == 0, "head_dim must be even")?;
-            c.expect(
+            c.ensure(head_dim >= 2 && head_dim % 2 == 0, "head_dim must be even")?;
+            c.ensure(
                 mul(heads, head_dim).is_some_and(|w| w > 0 && w <= x.shape.cols()),
                 "rotated heads lie past the row",
             )?;
@@ -319,10 +319,10 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         OpCode::CausalConv1d => {
             let (ch, k) = (c.param(0), c.param(1));
             c.activation(2)?;
-            c.expect(ch > 0 && k >= 2, "channels must be positive and the kernel at least 2")?;
+            c.ensure(ch > 0 && k >= 2, "channels must be positive and the kernel at least 2")?;
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
-            c.expect(x.shape.cols() == ch, "x rows are not [channels]")?;
+            c.ensure(x.shape.cols() == ch, "x rows are not [channels]")?;
             c.state(1, mul(k - 1, ch))?;
             c.elems_eq(&c.operand(2)?, mul(ch, k), "weight is not [channels, kernel]")?;
             if let Some(b) = c.opt_operand(3)? {
@@ -332,18 +332,18 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
         OpCode::SelectiveScan => {
             let (e, n) = (c.param(0), c.param(1));
-            c.expect(e > 0 && n > 0, "channels and state size must be positive")?;
+            c.ensure(e > 0 && n > 0, "channels and state size must be positive")?;
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
             for slot in [0, 1, 3] {
                 let t = c.act(slot)?;
-                c.expect(
+                c.ensure(
                     t.seq == x.seq && t.shape.rows() == x.shape.rows() && t.shape.cols() == e,
                     "x, dt and z are not [t, e]",
                 )?;
             }
             let bc = c.act(2)?;
-            c.expect(
+            c.ensure(
                 bc.seq == x.seq && bc.shape.rows() == x.shape.rows() && Some(bc.shape.cols()) == mul(n, 2),
                 "bc is not [t, 2n]",
             )?;
@@ -353,25 +353,25 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
         OpCode::TokenShift => {
             let (d, m) = (c.param(0), c.param(1));
-            c.expect(d > 0 && m > 0, "width and mixes must be positive")?;
+            c.ensure(d > 0 && m > 0, "width and mixes must be positive")?;
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
-            c.expect(x.shape.cols() == d, "x rows are not [d]")?;
+            c.ensure(x.shape.cols() == d, "x rows are not [d]")?;
             c.state(1, Some(d))?;
             c.elems_eq(&c.operand(2)?, mul(m, d), "mix is not [mixes, d]")?;
-            c.expect(
+            c.ensure(
                 Some(out.shape.cols()) == mul(m, d) && out.shape.rows() == x.shape.rows(),
                 "output is not [t, mixes*d]",
             )?;
         }
         OpCode::Wkv => {
             let a = c.param(0);
-            c.expect(a > 0, "width must be positive")?;
+            c.ensure(a > 0, "width must be positive")?;
             let k = c.act(0)?;
             c.same_rows(&k, &out)?;
             for slot in [0, 1, 2] {
                 let t = c.act(slot)?;
-                c.expect(
+                c.ensure(
                     t.seq == k.seq && t.shape.rows() == k.shape.rows() && t.shape.cols() == a,
                     "k, v and r are not [t, a]",
                 )?;
@@ -384,9 +384,9 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         OpCode::Mul => {
             let (a, b) = (c.act(0)?, c.act(1)?);
             c.same_rows(&a, &out)?;
-            c.expect(a.seq == b.seq && a.elems() == b.elems() && out.elems() == a.elems(), "element counts differ")?;
+            c.ensure(a.seq == b.seq && a.elems() == b.elems() && out.elems() == a.elems(), "element counts differ")?;
             if let Some(r) = c.opt_act(2)? {
-                c.expect(r.seq == a.seq && r.elems() == a.elems(), "residual size differs")?;
+                c.ensure(r.seq == a.seq && r.elems() == a.elems(), "residual size differs")?;
             }
         }
     }
@@ -397,17 +397,17 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
 fn attention_shape(c: &Check<'_, '_>) -> Result<AttentionShape> {
     let (heads, kv_heads, head_dim) = (c.param(0), c.param(1), c.param(2));
     let (q_col, k_col, v_col) = (c.param(3), c.param(4), c.param(5));
-    c.expect(heads > 0 && kv_heads > 0 && head_dim > 0, "heads, kv_heads and head_dim must be positive")?;
-    c.expect(heads % kv_heads == 0, "heads is not a multiple of kv_heads")?;
+    c.ensure(heads > 0 && kv_heads > 0 && head_dim > 0, "heads, kv_heads and head_dim must be positive")?;
+    c.ensure(heads % kv_heads == 0, "heads is not a multiple of kv_heads")?;
     let (q, kt, v) = (c.act(0)?, c.act(1)?, c.act(2)?);
     let fits = |col: usize, n: usize, t: &TensorInfo<'_>| {
         mul(n, head_dim).and_then(|w| w.checked_add(col)).is_some_and(|end| end <= t.shape.cols())
     };
-    c.expect(fits(q_col, heads, &q), "query heads lie past the row width of q")?;
-    c.expect(fits(k_col, kv_heads, &kt), "key heads lie past the row width of k")?;
-    c.expect(fits(v_col, kv_heads, &v), "value heads lie past the row width of v")?;
-    c.expect(kt.shape.rows() == v.shape.rows() && kt.shape.cols() == v.shape.cols(), "k and v differ in shape")?;
-    c.expect(kt.seq == v.seq && (q.seq == kt.seq), "q, k and v disagree on token rows")?;
+    c.ensure(fits(q_col, heads, &q), "query heads lie past the row width of q")?;
+    c.ensure(fits(k_col, kv_heads, &kt), "key heads lie past the row width of k")?;
+    c.ensure(fits(v_col, kv_heads, &v), "value heads lie past the row width of v")?;
+    c.ensure(kt.shape.rows() == v.shape.rows() && kt.shape.cols() == v.shape.cols(), "k and v differ in shape")?;
+    c.ensure(kt.seq == v.seq && (q.seq == kt.seq), "q, k and v disagree on token rows")?;
     Ok(AttentionShape {
         heads,
         kv_heads,
