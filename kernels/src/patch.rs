@@ -35,8 +35,8 @@ pub fn ref_patch_embed(
     debug_assert_shape!(bias.is_none_or(|b| b.len() == dim));
     debug_assert_shape_eq!(shape.tokens().checked_mul(dim), Some(out.len()), "out: [tokens, dim]");
     match weight {
-        Src::F32(weight) => patch_embed(image, weight, bias, out, &shape, dim),
-        Src::F16(weight) => patch_embed(image, weight, bias, out, &shape, dim),
+        Src::F32(weight) => ref_generic(image, weight, bias, out, &shape, dim),
+        Src::F16(weight) => ref_generic(image, weight, bias, out, &shape, dim),
     }
 }
 
@@ -69,7 +69,7 @@ impl PatchShape {
 }
 
 /// [`ref_patch_embed`], monomorphised for the weight element type.
-fn patch_embed<W: Element>(
+fn ref_generic<W: Element>(
     image: &[f32],         // [c, h, w]
     weight: &[W],          // [dim, c, patch, patch]
     bias: Option<Src<'_>>, // [dim]
@@ -111,6 +111,37 @@ fn patch_embed<W: Element>(
             *o += acc;
         }
     }
+}
+
+/// Patch embedding with the fastest available kernel: the SIMD path when it runs on this
+/// CPU and every length is consistent, else [`ref_patch_embed`]. Same contract.
+#[allow(clippy::too_many_arguments)]
+pub fn patch_embed(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    patch: usize,
+    dim: usize,
+) {
+    #[cfg(feature = "simd")]
+    {
+        let fits = patch > 0
+            && patch <= h
+            && patch <= w
+            && c.checked_mul(h).and_then(|x| x.checked_mul(w)).is_some_and(|n| image.len() >= n)
+            && dim.checked_mul(c).and_then(|x| x.checked_mul(patch)).and_then(|x| x.checked_mul(patch))
+                == Some(weight.len())
+            && (h / patch).checked_mul(w / patch).and_then(|x| x.checked_mul(dim)) == Some(out.len())
+            && bias.is_none_or(|b| b.len() == dim);
+        if fits && crate::simd_active() {
+            return crate::simd::patch::patch_embed(image, weight, bias, out, c, h, w, patch, dim);
+        }
+    }
+    ref_patch_embed(image, weight, bias, out, c, h, w, patch, dim)
 }
 
 #[cfg(test)]

@@ -537,7 +537,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
 
     match op.opcode {
         OpCode::PatchEmbed => {
-            k::patch::ref_patch_embed(act(0)?, src(1)?, opt_src(2)?, out, p(0), p(1), p(2), p(3), p(4));
+            k::patch::patch_embed(act(0)?, src(1)?, opt_src(2)?, out, p(0), p(1), p(2), p(3), p(4));
         }
         OpCode::ConcatRows => k::elementwise::ref_concat_rows(src(0)?, src(1)?, out),
         OpCode::Add => k::elementwise::ref_add(act(0)?, src(1)?.slice(0, out_elems), out),

@@ -1,0 +1,144 @@
+//! SIMD patch embedding (Conv2d with kernel = stride = patch). For each patch and each
+//! group of 4 output channels, the image row segments of the patch (P contiguous pixels)
+//! are loaded once and multiplied into 4 weight segments, 8 lanes at a time.
+
+use super::{F32x8, LANES, Load, hsum};
+use crate::Src;
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run<W: Load>(
+    image: &[f32],
+    weight: &[W],
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    const DG: usize = 4;
+    let (gh, gw) = (h / p, w / p);
+    let pv = p - p % LANES;
+    let per_out = c * p * p;
+    for py in 0..gh {
+        for px in 0..gw {
+            let row = &mut out[(py * gw + px) * dim..][..dim];
+            let mut d0 = 0;
+            while d0 < dim {
+                let nd = DG.min(dim - d0);
+                let mut acc = [F32x8::splat(0.0); DG];
+                let mut tail = [0f32; DG];
+                for ch in 0..c {
+                    for kh in 0..p {
+                        let seg = &image[ch * h * w + (py * p + kh) * w + px * p..][..p];
+                        for d in 0..nd {
+                            let ws = &weight[(d0 + d) * per_out + ch * p * p + kh * p..][..p];
+                            let mut kk = 0;
+                            while kk < pv {
+                                acc[d] += F32x8::from_slice(&seg[kk..kk + LANES]) * W::load8(&ws[kk..kk + LANES]);
+                                kk += LANES;
+                            }
+                            for t in pv..p {
+                                tail[d] += seg[t] * ws[t].to_f32();
+                            }
+                        }
+                    }
+                }
+                for d in 0..nd {
+                    row[d0 + d] = hsum(acc[d]) + tail[d] + bias.map_or(0.0, |b| b.get(d0 + d));
+                }
+                d0 += nd;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dispatch_w(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    match weight {
+        Src::F16(wt) => run(image, wt, bias, out, c, h, w, p, dim),
+        Src::F32(wt) => run(image, wt, bias, out, c, h, w, p, dim),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn avx2(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    dispatch_w(image, weight, bias, out, c, h, w, p, dim)
+}
+
+/// The SIMD path of `ref_patch_embed`; the caller has checked every length and that
+/// [`super::available`] holds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn patch_embed(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
+    unsafe {
+        avx2(image, weight, bias, out, c, h, w, p, dim)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dispatch_w(image, weight, bias, out, c, h, w, p, dim)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Src;
+    use crate::patch::{patch_embed, ref_patch_embed};
+    use half::f16;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn matches_reference(c in 1usize..4, p in 1usize..20, gh in 1usize..4, gw in 1usize..4, extra in 0usize..3, dim in 1usize..10, f16w: bool, b: bool) {
+            let (h, w) = (gh * p + extra, gw * p + extra);
+            let img: Vec<f32> = (0..c * h * w).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let w32: Vec<f32> = (0..dim * c * p * p).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+            let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+            let wt = if f16w { Src::F16(&w16) } else { Src::F32(&w32) };
+            let bias: Vec<f32> = (0..dim).map(|i| i as f32 * 0.1).collect();
+            let bs = b.then_some(Src::F32(&bias));
+            let mut want = vec![0f32; (h / p) * (w / p) * dim];
+            let mut got = vec![1f32; want.len()];
+            ref_patch_embed(&img, wt, bs, &mut want, c, h, w, p, dim);
+            patch_embed(&img, wt, bs, &mut got, c, h, w, p, dim);
+            let scale = (c * p * p) as f32;
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= 2e-6 * scale + 1e-5, "{} vs {}", g, w);
+            }
+        }
+    }
+}
