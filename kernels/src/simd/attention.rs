@@ -4,27 +4,50 @@
 //! vectorised dot products, the running max and the output accumulator are rescaled once
 //! per block, and `p * v` is added with vectorised AXPYs over head_dim.
 
-use super::{F32x8, LANES, hsum};
+use core::simd::prelude::*;
+use core::simd::{Mask, Simd};
+
+use super::{F32x8, LANES};
 use crate::attention::AttentionShape;
 use crate::math::expf;
 
 const BLOCK: usize = 32;
 
+/// Horizontal sums of eight vectors at once: lane `i` of the result is the sum of the
+/// lanes of `v[i]` (a deinterleave-and-add tree: 7 shuffles and adds for 8 sums).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let nv = n - n % LANES;
-    let mut acc = F32x8::splat(0.0);
-    let mut i = 0;
-    while i < nv {
-        acc += F32x8::from_slice(&a[i..i + LANES]) * F32x8::from_slice(&b[i..i + LANES]);
-        i += LANES;
+fn hsum8(v: [F32x8; 8]) -> F32x8 {
+    let pair = |a: F32x8, b: F32x8| {
+        let (lo, hi) = a.deinterleave(b);
+        lo + hi
+    };
+    let (s01, s23, s45, s67) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
+    let (s0123, s4567) = (pair(s01, s23), pair(s45, s67));
+    pair(s0123, s4567)
+}
+
+/// Scores of up to 8 keys `j0..j0+len` against one query head, as one vector (lanes past
+/// `len` are -inf): `scale * q . k_j`, vectorised over head_dim, reduced together.
+#[inline(always)]
+fn scores8(qh: &[f32], k: &[f32], j0: usize, len: usize, stride: usize, col: usize, scale: f32) -> F32x8 {
+    let hd = qh.len();
+    let hv = hd - hd % LANES;
+    let mut acc = [F32x8::splat(0.0); 8];
+    let mut tails = [0f32; 8];
+    for (t, (a, tail)) in acc.iter_mut().zip(tails.iter_mut()).enumerate().take(len) {
+        let kr = &k[(j0 + t) * stride + col..][..hd];
+        let mut d = 0;
+        while d < hv {
+            *a += F32x8::from_slice(&qh[d..d + LANES]) * F32x8::from_slice(&kr[d..d + LANES]);
+            d += LANES;
+        }
+        for i in hv..hd {
+            *tail += qh[i] * kr[i];
+        }
     }
-    let mut s = hsum(acc);
-    for t in nv..n {
-        s += a[t] * b[t];
-    }
-    s
+    let sums = (hsum8(acc) + F32x8::from_array(tails)) * F32x8::splat(scale);
+    let lane = Simd::from_array([0usize, 1, 2, 3, 4, 5, 6, 7]);
+    lane.simd_lt(Simd::splat(len)).select(sums, F32x8::splat(f32::NEG_INFINITY))
 }
 
 /// out = out * scale + p * v
@@ -61,11 +84,16 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
             while j0 < visible {
                 let len = BLOCK.min(visible - j0);
                 let mut block_max = f32::NEG_INFINITY;
-                for (t, sc) in scores[..len].iter_mut().enumerate() {
-                    let j = j0 + t;
-                    let keep = key_mask.is_none_or(|mk| mk[j] != 0.0);
-                    *sc = if keep { s.scale * dot(qh, &k[j * s.kv_stride + col..][..hd]) } else { f32::NEG_INFINITY };
-                    block_max = block_max.max(*sc);
+                for (g, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
+                    let start = j0 + g * LANES;
+                    let n8 = len.saturating_sub(g * LANES).min(LANES);
+                    let mut v = scores8(qh, k, start, n8, s.kv_stride, col, s.scale);
+                    if let Some(mk) = key_mask {
+                        let keep: [bool; LANES] = core::array::from_fn(|t| t < n8 && mk[start + t] != 0.0);
+                        v = Mask::<i32, LANES>::from_array(keep).select(v, F32x8::splat(f32::NEG_INFINITY));
+                    }
+                    block_max = block_max.max(v.reduce_max());
+                    chunk.copy_from_slice(v.as_array());
                 }
                 if block_max > f32::NEG_INFINITY {
                     let new_m = m.max(block_max);
