@@ -56,14 +56,34 @@ pub fn ref_rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps:
     }
 }
 
-/// LayerNorm through the dispatch layer. No SIMD path yet: this is [`ref_layer_norm`]
-/// (norms are a few percent of a model's time; see the benchmarks).
+/// Whether the SIMD norm may run: consistent lengths and a SIMD-capable CPU.
+#[cfg(feature = "simd")]
+fn simd_fits(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &[f32], dim: usize) -> bool {
+    dim > 0
+        && x.len().is_multiple_of(dim)
+        && out.len() == x.len()
+        && gamma.len() == dim
+        && beta.is_none_or(|b| b.len() == dim)
+        && crate::simd_active()
+}
+
+/// LayerNorm with the fastest available kernel (SIMD when it runs here, else
+/// [`ref_layer_norm`]). Same contract.
 pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
+    #[cfg(feature = "simd")]
+    if simd_fits(x, gamma, beta, out, dim) {
+        return crate::simd::norm::norm(x, gamma, beta, out, dim, eps, false);
+    }
     ref_layer_norm(x, gamma, beta, out, dim, eps)
 }
 
-/// RMSNorm through the dispatch layer. No SIMD path yet: this is [`ref_rms_norm`].
+/// RMSNorm with the fastest available kernel (SIMD when it runs here, else
+/// [`ref_rms_norm`]). Same contract.
 pub fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
+    #[cfg(feature = "simd")]
+    if simd_fits(x, gamma, None, out, dim) {
+        return crate::simd::norm::norm(x, gamma, None, out, dim, eps, true);
+    }
     ref_rms_norm(x, gamma, out, dim, eps)
 }
 

@@ -5,6 +5,7 @@
 pub(crate) mod attention;
 pub(crate) mod math;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod patch;
 
 use core::simd::Simd;
