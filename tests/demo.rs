@@ -4,11 +4,8 @@
 use std::collections::BTreeMap;
 
 use mote_models::WeightDType;
+use mote_runtime::sampler::argmax;
 use mote_tests::{convert, root, run, tensors};
-
-fn argmax(r: &[f32]) -> usize {
-    r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
-}
 
 #[test]
 fn digits_vit_accuracy_and_agreement_with_pytorch() {

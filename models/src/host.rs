@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mote_runtime::sampler::argmax;
 use mote_runtime::{Interpreter, Model};
 
 use crate::error::{Result, RunError};
@@ -184,10 +185,6 @@ fn token_rows(name: &str, t: &HostTensor) -> Result<(usize, usize, Vec<i32>), Ru
         .map(|(i, &v)| i32::try_from(v).map_err(|_| RunError::Input(format!("{name} element {i} is {v}, outside i32"))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((n, len, ids))
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
 
 fn run_sequences(

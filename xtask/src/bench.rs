@@ -739,10 +739,6 @@ fn mamba_checkpoint(dir: &Path) -> Result<()> {
     })
 }
 
-fn argmax(row: &[f32]) -> i32 {
-    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as i32)
-}
-
 const PROMPT_TOKENS: usize = 16;
 
 /// Greedy decode tokens per second: prefill a 16-token prompt, then time
@@ -756,11 +752,11 @@ fn decode_tokens_per_s(b: &Budget, bytes: &AlignedBytes) -> Result<f64> {
         interp.reset();
         interp.step(&prompt)?;
         let logits = interp.output("logits")?;
-        let mut next = argmax(&logits[logits.len() - VOCAB..]);
+        let mut next = mote_runtime::sampler::argmax(&logits[logits.len() - VOCAB..]) as i32;
         let t = Instant::now();
         for _ in 0..b.decode_tokens {
             interp.step(&[next])?;
-            next = argmax(interp.output("logits")?);
+            next = mote_runtime::sampler::argmax(interp.output("logits")?) as i32;
         }
         black_box(next);
         Ok(b.decode_tokens as f64 / t.elapsed().as_secs_f64())

@@ -12,6 +12,7 @@ use mote_models::host::{AlignedBytes, run_batched};
 use mote_models::tensor::read_safetensors;
 use mote_models::{ConvertOptions, HostTensor};
 use mote_runtime::Model;
+use mote_runtime::sampler::argmax;
 
 use crate::convert::print_summary;
 use crate::util::thousands;
@@ -24,10 +25,6 @@ pub struct Args {
     /// Where to write the converted model.
     #[arg(long, default_value = "target/demo/digits-vit.mote")]
     pub output: PathBuf,
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
