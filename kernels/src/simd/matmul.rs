@@ -50,7 +50,7 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
         for i in 0..MR {
             let xv = F32x8::from_slice(&xr[i][kk..kk + LANES]);
             for j in 0..NR {
-                acc[i][j] += xv * wv[j];
+                acc[i][j] = super::fma(xv, wv[j], acc[i][j]);
             }
         }
         kk += LANES;
@@ -68,16 +68,13 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
     sums
 }
 
-/// The whole product for one weight type, tiles of MR x NR then the edges.
+/// The raw product `x w^T` for one weight type, tiles of MR x NR then the edges.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn run<const MR: usize, const NR: usize, W: Load>(
     x: &[f32],
     xs: usize,
     w: &[W],
-    bias: Option<Src<'_>>,
-    residual: Option<&[f32]>,
-    act: Activation,
     out: &mut [f32],
     m: usize,
     k: usize,
@@ -136,7 +133,10 @@ fn run<const MR: usize, const NR: usize, W: Load>(
         }
         i += mr;
     }
-    // Epilogue per row, in the reference's order: + bias, activation, + residual.
+}
+
+/// The epilogue per row, in the reference's order: + bias, activation, + residual.
+fn epilogue(bias: Option<Src<'_>>, residual: Option<&[f32]>, act: Activation, out: &mut [f32], n: usize) {
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
         if let Some(b) = bias {
             match b {
@@ -166,11 +166,16 @@ fn dispatch_w(
     n: usize,
 ) {
     match (w, m) {
-        (Src::F16(w), 1) => run::<1, 8, _>(x, xs, w, bias, residual, act, out, m, k, n),
-        (Src::F16(w), _) => run::<4, 3, _>(x, xs, w, bias, residual, act, out, m, k, n),
-        (Src::F32(w), 1) => run::<1, 8, _>(x, xs, w, bias, residual, act, out, m, k, n),
-        (Src::F32(w), _) => run::<4, 3, _>(x, xs, w, bias, residual, act, out, m, k, n),
+        (Src::F16(w), 1) => run::<1, 8, _>(x, xs, w, out, m, k, n),
+        (Src::F32(w), 1) => run::<1, 8, _>(x, xs, w, out, m, k, n),
+        #[cfg(target_arch = "x86_64")]
+        (Src::F16(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
+        #[cfg(target_arch = "x86_64")]
+        (Src::F32(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
+        (Src::F16(w), _) => run::<4, 3, _>(x, xs, w, out, m, k, n),
+        (Src::F32(w), _) => run::<4, 3, _>(x, xs, w, out, m, k, n),
     }
+    epilogue(bias, residual, act, out, n);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -273,6 +278,21 @@ mod tests {
             for &k in &[1, 7, 8, 9, 16, 17, 33] {
                 for &n in &[1, 2, 3, 4, 5, 8, 9, 13] {
                     check(m, k, n, 0, true, true, true, Activation::None);
+                }
+            }
+        }
+    }
+
+    /// The packed GEMM (m >= 6 on x86-64): several k blocks, partial panels, every edge
+    /// tile of rows, f16 and f32 weights, a strided x.
+    #[test]
+    fn gemm_blocks_and_edges() {
+        for &m in &[6, 7, 11, 12, 13] {
+            for &k in &[8, 255, 256, 257, 520] {
+                for &n in &[1, 15, 16, 17, 40] {
+                    for f16w in [true, false] {
+                        check(m, k, n, 3, f16w, true, true, Activation::Silu);
+                    }
                 }
             }
         }

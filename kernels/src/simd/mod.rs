@@ -3,6 +3,8 @@
 //! (Cortex-M4/M7). Each kernel is tested against its `ref_*` counterpart.
 
 pub(crate) mod attention;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -96,6 +98,23 @@ fn f16x8_to_f32(h: &[f16]) -> F32x8 {
     let infnan = F32x8::from_bits((em << Simd::splat(13)) | Simd::splat(0x7f80_0000));
     let v = em.simd_ge(Simd::splat(0x7c00)).select(infnan, scaled);
     F32x8::from_bits(v.to_bits() | sign)
+}
+
+/// `a * b + c`: one fused instruction on x86-64 (one rounding), a multiply and an add
+/// elsewhere (`Simd::mul_add` needs `std`).
+#[inline(always)]
+pub(crate) fn fma(a: F32x8, b: F32x8, c: F32x8) -> F32x8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::_mm256_fmadd_ps;
+        // SAFETY: the SIMD kernels run only inside functions compiled with FMA, after
+        // `available()` confirmed the CPU has it; the operation itself touches no memory.
+        F32x8::from(unsafe { _mm256_fmadd_ps(a.into(), b.into(), c.into()) })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a * b + c
+    }
 }
 
 /// Sum of the lanes.
