@@ -47,8 +47,8 @@ fn pack<W: Load>(w: &[W], k: usize, j0: usize, nr: usize, k0: usize, kc: usize, 
                 p += LANES;
             }
         }
-        for p in p..kc {
-            panel[p][half] =
+        for (p, slot) in panel.iter_mut().enumerate().take(kc).skip(p) {
+            slot[half] =
                 F32x8::from_array(core::array::from_fn(|c| if c < cn { row(c0 + c)[p].to_f32() } else { 0.0 }));
         }
     }
