@@ -22,13 +22,13 @@ fn prefetch<W>(s: &[W], at: usize) {
 }
 
 /// Sums of one MR x NR tile over k: `acc[i][j] = Σ_k x[i0+i, k] * w[j0+j, k]`.
-/// `next`: the weights that follow this tile's rows, prefetched in step (decode reads
-/// many short rows, which hardware prefetchers do not pick up soon enough).
+/// `next[j]`: the weights read after row j (empty if none), prefetched in step (decode
+/// reads many short rows, which hardware prefetchers do not pick up soon enough).
 #[inline(always)]
 fn tile<const MR: usize, const NR: usize, W: Load>(
     xr: [&[f32]; MR],
     wr: [&[W]; NR],
-    next: &[W],
+    next: [&[W]; NR],
     k: usize,
 ) -> [[f32; NR]; MR] {
     let mut acc = [[F32x8::splat(0.0); NR]; MR];
@@ -39,8 +39,8 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
     let mut kk = 0;
     while kk < kv {
         if MR == 1 && short_rows && kk % per_line == 0 {
-            for j in 0..NR {
-                prefetch(next, j * k + kk);
+            for nx in next {
+                prefetch(nx, kk);
             }
         }
         let mut wv = [F32x8::splat(0.0); NR];
@@ -91,11 +91,10 @@ fn run<const MR: usize, const NR: usize, W: Load>(
             // Full tiles, then every smaller edge tile shape; raw sums go to `out`.
             macro_rules! go {
                 ($a:literal, $b:literal) => {{
-                    let next = w.get((j + $b) * k..).unwrap_or(&[]);
                     let s = tile::<$a, $b, W>(
                         core::array::from_fn(|t| xrow(i + t)),
                         core::array::from_fn(|t| wrow(j + t)),
-                        next,
+                        core::array::from_fn(|t| w.get((j + $b + t) * k..).unwrap_or(&[])),
                         k,
                     );
                     for (ti, row) in s.iter().enumerate() {
@@ -135,6 +134,46 @@ fn run<const MR: usize, const NR: usize, W: Load>(
     }
 }
 
+/// Weight bytes from which decode reads four streams at once.
+const STREAMS_FROM_BYTES: usize = 4 << 20;
+
+/// Decode (`m == 1`) of a large matrix with short rows (a classifier over a vocabulary):
+/// eight weight rows at a time, two from each of four equal segments of w, so four
+/// sequential streams are read at once (eight adjacent short rows are one stream, which
+/// alone does not reach the DRAM bandwidth); the rows past the segments go through the
+/// plain 1 x 8 tiles.
+#[inline(always)]
+fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
+    // Weights that likely sit in cache are read faster by the plain tiles, and eight long
+    // rows are eight streams already.
+    if core::mem::size_of_val(w) < STREAMS_FROM_BYTES || k * core::mem::size_of::<W>() > 2048 {
+        return run::<1, 8, W>(x, k, w, out, 1, k, n);
+    }
+    const S: usize = 4;
+    const R: usize = 2;
+    let seg = n / (S * R) * R;
+    let row = |j: usize| w.get(j * k..j * k + k).unwrap_or(&[]);
+    let mut j = 0;
+    while j < seg {
+        let at = |t: usize| (t / R) * seg + j + t % R;
+        let s = tile::<1, { S * R }, W>(
+            [x],
+            core::array::from_fn(|t| row(at(t))),
+            // The next pair of each segment (none after a segment's last pair).
+            core::array::from_fn(|t| if j + R < seg { row(at(t) + R) } else { &[] }),
+            k,
+        );
+        for (t, v) in s[0].iter().enumerate() {
+            out[at(t)] = *v;
+        }
+        j += R;
+    }
+    let done = S * seg;
+    if done < n {
+        run::<1, 8, W>(x, k, &w[done * k..], &mut out[done..], 1, k, n - done);
+    }
+}
+
 /// The epilogue per row, in the reference's order: + bias, activation, + residual.
 fn epilogue(bias: Option<Src<'_>>, residual: Option<&[f32]>, act: Activation, out: &mut [f32], n: usize) {
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
@@ -166,8 +205,8 @@ fn dispatch_w(
     n: usize,
 ) {
     match (w, m) {
-        (Src::F16(w), 1) => run::<1, 8, _>(x, xs, w, out, m, k, n),
-        (Src::F32(w), 1) => run::<1, 8, _>(x, xs, w, out, m, k, n),
+        (Src::F16(w), 1) => matvec(&x[..k], w, out, k, n),
+        (Src::F32(w), 1) => matvec(&x[..k], w, out, k, n),
         #[cfg(target_arch = "x86_64")]
         (Src::F16(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
         #[cfg(target_arch = "x86_64")]
@@ -296,6 +335,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Decode of a matrix past `STREAMS_FROM_BYTES` with short rows: the four-segment
+    /// path, with rows left over after the segments and a k that is not a lane multiple.
+    #[test]
+    fn decode_streams() {
+        check(1, 291, 8007, 0, true, true, true, Activation::None);
+        check(1, 288, 4100, 0, false, false, false, Activation::GeluTanh);
     }
 
     proptest! {
