@@ -130,6 +130,9 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    if super::flash::takes(s) {
+        return super::flash::flash(q, k, v, key_mask, out, s);
+    }
     run(q, k, v, key_mask, out, s)
 }
 
@@ -164,7 +167,71 @@ mod tests {
         (0..n).map(|i| ((i as u64 * 2654435761 + seed * 977) % 2003) as f32 / 400.0 - 2.5).collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        q_rows: usize,
+        kv_rows: usize,
+        kv_heads: usize,
+        group: usize,
+        head_dim: usize,
+        causal: bool,
+        masked: bool,
+        pos0: usize,
+        pad: usize,
+    ) -> Result<(), String> {
+        let heads = kv_heads * group;
+        let kv_rows = if causal { kv_rows.max(pos0 + q_rows) } else { kv_rows };
+        let q_stride = heads * head_dim + pad;
+        let kv_stride = kv_heads * head_dim + pad;
+        let s = AttentionShape {
+            heads,
+            kv_heads,
+            head_dim,
+            q_rows,
+            kv_rows,
+            q_stride,
+            kv_stride,
+            causal,
+            q_pos0: pos0,
+            scale: 0.3,
+        };
+        let (q, k, v) = (vals(q_rows * q_stride, 1), vals(kv_rows * kv_stride, 2), vals(kv_rows * kv_stride, 3));
+        let mask: Vec<f32> = (0..kv_rows).map(|j| if j % 3 == 1 { 0.0 } else { 1.0 }).collect();
+        let m = masked.then_some(&mask[..]);
+        let mut want = vec![0f32; q_rows * heads * head_dim];
+        let mut got = vec![1f32; want.len()];
+        ref_attention(&q, &k, &v, m, &mut want, &s);
+        attention(&q, &k, &v, m, &mut got, &s);
+        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+            if (g - w).abs() > TOL * (1.0 + w.abs()) {
+                return Err(format!("{s:?} [{idx}]: {g} vs {w}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tiled path (x86-64: >= 4 queries, head_dim a multiple of 8): query chunks of
+    /// 48, key blocks of 16, every edge, causal prefill after a cache, padding masks.
+    #[test]
+    fn tiled_edges() {
+        for &(q_rows, kv_rows, pos0) in &[(4, 4, 0), (6, 17, 0), (13, 40, 0), (49, 49, 0), (50, 130, 3), (97, 97, 0)] {
+            for &hd in &[8, 16, 24, 32, 48, 64] {
+                for (causal, masked) in [(false, false), (false, true), (true, false), (true, true)] {
+                    check(q_rows, kv_rows, 2, 2, hd, causal, masked, pos0, 3).unwrap();
+                }
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn tiled_matches_reference(
+            q_rows in 4usize..60, kv_rows in 1usize..70, kv_heads in 1usize..3, group in 1usize..3,
+            hd8 in 1usize..9, causal: bool, masked: bool, pos0 in 0usize..20, pad in 0usize..3,
+        ) {
+            check(q_rows, kv_rows, kv_heads, group, hd8 * 8, causal, masked, pos0, pad).map_err(TestCaseError::fail)?;
+        }
+
         #[test]
         fn matches_reference(
             q_rows in 1usize..6, kv_rows in 1usize..80, kv_heads in 1usize..3, group in 1usize..3,

@@ -57,7 +57,7 @@ fn pack<W: Load>(w: &[W], k: usize, j0: usize, nr: usize, k0: usize, kc: usize, 
 /// Transposes an 8 x 8 block held as eight vectors (three perfect-shuffle stages: each
 /// rotates the 6-bit element index by one bit; three rotations swap row and column).
 #[inline(always)]
-fn transpose8(v: &mut [F32x8; LANES]) {
+pub(crate) fn transpose8(v: &mut [F32x8; LANES]) {
     for _ in 0..3 {
         let mut u = [F32x8::splat(0.0); LANES];
         for i in 0..LANES / 2 {

@@ -4,6 +4,8 @@
 
 pub(crate) mod attention;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod flash;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm;
 pub(crate) mod math;
 pub(crate) mod matmul;
