@@ -16,7 +16,7 @@ const MR: usize = 6;
 /// Weight rows (output columns) per panel: two vectors.
 const NR: usize = 2 * LANES;
 /// Depth of one panel (NR x KC f32 = 16 KiB, half of L1).
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
 /// Below this many rows of x the panel is not reused enough to pay for packing.
 pub(crate) const MIN_M: usize = 6;
 
@@ -96,10 +96,27 @@ fn micro<const R: usize>(xr: [&[f32]; R], panel: &[[F32x8; 2]], out: &mut [f32],
 /// The raw product. The caller has checked every length (see `matmul_strided`).
 #[inline(always)]
 pub(crate) fn gemm<W: Load>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
-    let mut panel = [[F32x8::splat(0.0); 2]; KC];
     // Equal k blocks of at most KC (a multiple of the lanes where possible).
     let blocks = k.div_ceil(KC);
     let step = k.div_ceil(blocks).next_multiple_of(LANES).min(KC);
+    gemm_with(|i, k0, kc| &x[i * xs + k0..i * xs + k0 + kc], step, w, out, m, k, n)
+}
+
+/// The raw product with row `i` of x, columns `k0 .. k0+kc`, given by `xrow(i, k0, kc)`
+/// (k is walked in blocks of `step <= KC`): for inputs that are not a plain matrix, such
+/// as the patches of an image.
+#[inline(always)]
+pub(crate) fn gemm_with<'x, W: Load>(
+    xrow: impl Fn(usize, usize, usize) -> &'x [f32],
+    step: usize,
+    w: &[W],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    let step = step.clamp(1, KC);
+    let mut panel = [[F32x8::splat(0.0); 2]; KC];
     let mut k0 = 0;
     while k0 < k {
         let kc = (k - k0).min(step);
@@ -111,12 +128,11 @@ pub(crate) fn gemm<W: Load>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: u
             let mut i0 = 0;
             while i0 < m {
                 let mr = (m - i0).min(MR);
-                let xrow = |r: usize| &x[(i0 + r) * xs + k0..(i0 + r) * xs + k0 + kc];
                 let o = &mut out[i0 * n + j0..];
                 let add = k0 > 0;
                 macro_rules! go {
                     ($r:literal) => {
-                        micro::<$r>(core::array::from_fn(xrow), panel, o, n, nr, add)
+                        micro::<$r>(core::array::from_fn(|r| xrow(i0 + r, k0, kc)), panel, o, n, nr, add)
                     };
                 }
                 match mr {

@@ -175,18 +175,34 @@ fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
 }
 
 /// The epilogue per row, in the reference's order: + bias, activation, + residual.
+#[inline(always)]
 fn epilogue(bias: Option<Src<'_>>, residual: Option<&[f32]>, act: Activation, out: &mut [f32], n: usize) {
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
-        if let Some(b) = bias {
-            match b {
-                Src::F32(b) => row.iter_mut().zip(b).for_each(|(o, v)| *o += v),
-                Src::F16(b) => row.iter_mut().zip(b).for_each(|(o, v)| *o += v.to_f32()),
-            }
+        match bias {
+            Some(Src::F32(b)) => add_into(row, b),
+            Some(Src::F16(b)) => add_into(row, b),
+            None => {}
         }
         super::math::activation_inplace(row, act);
         if let Some(res) = residual {
-            row.iter_mut().zip(&res[r * n..(r + 1) * n]).for_each(|(o, v)| *o += v);
+            add_into(row, &res[r * n..(r + 1) * n]);
         }
+    }
+}
+
+/// `row[i] += b[i]`, eight at a time (f16 widened by the vector conversion).
+#[inline(always)]
+fn add_into<W: Load>(row: &mut [f32], b: &[W]) {
+    let n = row.len().min(b.len());
+    let nv = n - n % LANES;
+    let mut i = 0;
+    while i < nv {
+        let v = F32x8::from_slice(&row[i..i + LANES]) + W::load8(&b[i..i + LANES]);
+        row[i..i + LANES].copy_from_slice(v.as_array());
+        i += LANES;
+    }
+    for (o, v) in row[nv..n].iter_mut().zip(&b[nv..n]) {
+        *o += v.to_f32();
     }
 }
 

@@ -68,6 +68,27 @@ fn dispatch_w(
     p: usize,
     dim: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if p >= LANES && p <= super::gemm::KC && (h / p) * (w / p) >= super::gemm::MIN_M {
+        // As a GEMM over the patches: one k block per (channel, patch row), whose p
+        // pixels are contiguous in the image; then the bias.
+        let gw = w / p;
+        let xrow = |i: usize, k0: usize, kc: usize| {
+            let (py, px, ch, kh) = (i / gw, i % gw, k0 / (p * p), k0 / p % p);
+            &image[ch * h * w + (py * p + kh) * w + px * p..][..kc]
+        };
+        let (m, k) = ((h / p) * gw, c * p * p);
+        match weight {
+            Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+            Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+        }
+        if let Some(b) = bias {
+            for row in out.chunks_exact_mut(dim) {
+                row.iter_mut().enumerate().for_each(|(d, o)| *o += b.get(d));
+            }
+        }
+        return;
+    }
     match weight {
         Src::F16(wt) => run(image, wt, bias, out, c, h, w, p, dim),
         Src::F32(wt) => run(image, wt, bias, out, c, h, w, p, dim),
@@ -121,24 +142,35 @@ mod tests {
     use half::f16;
     use proptest::prelude::*;
 
+    #[allow(clippy::too_many_arguments)]
+    fn check(c: usize, p: usize, gh: usize, gw: usize, extra: usize, dim: usize, f16w: bool, b: bool) {
+        let (h, w) = (gh * p + extra, gw * p + extra);
+        let img: Vec<f32> = (0..c * h * w).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let w32: Vec<f32> = (0..dim * c * p * p).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let wt = if f16w { Src::F16(&w16) } else { Src::F32(&w32) };
+        let bias: Vec<f32> = (0..dim).map(|i| i as f32 * 0.1).collect();
+        let bs = b.then_some(Src::F32(&bias));
+        let mut want = vec![0f32; (h / p) * (w / p) * dim];
+        let mut got = vec![1f32; want.len()];
+        ref_patch_embed(&img, wt, bs, &mut want, c, h, w, p, dim);
+        patch_embed(&img, wt, bs, &mut got, c, h, w, p, dim);
+        let scale = (c * p * p) as f32;
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 2e-6 * scale + 1e-5, "{} vs {}", g, w);
+        }
+    }
+
     proptest! {
+        /// Enough patches (>= 6) with p >= 8 for the GEMM path on x86-64.
+        #[test]
+        fn gemm_path_matches_reference(c in 1usize..4, p in 8usize..18, gh in 2usize..5, gw in 3usize..5, extra in 0usize..3, dim in 1usize..40, f16w: bool, b: bool) {
+            check(c, p, gh, gw, extra, dim, f16w, b);
+        }
+
         #[test]
         fn matches_reference(c in 1usize..4, p in 1usize..20, gh in 1usize..4, gw in 1usize..4, extra in 0usize..3, dim in 1usize..10, f16w: bool, b: bool) {
-            let (h, w) = (gh * p + extra, gw * p + extra);
-            let img: Vec<f32> = (0..c * h * w).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-            let w32: Vec<f32> = (0..dim * c * p * p).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
-            let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
-            let wt = if f16w { Src::F16(&w16) } else { Src::F32(&w32) };
-            let bias: Vec<f32> = (0..dim).map(|i| i as f32 * 0.1).collect();
-            let bs = b.then_some(Src::F32(&bias));
-            let mut want = vec![0f32; (h / p) * (w / p) * dim];
-            let mut got = vec![1f32; want.len()];
-            ref_patch_embed(&img, wt, bs, &mut want, c, h, w, p, dim);
-            patch_embed(&img, wt, bs, &mut got, c, h, w, p, dim);
-            let scale = (c * p * p) as f32;
-            for (g, w) in got.iter().zip(&want) {
-                prop_assert!((g - w).abs() <= 2e-6 * scale + 1e-5, "{} vs {}", g, w);
-            }
+            check(c, p, gh, gw, extra, dim, f16w, b);
         }
     }
 }
