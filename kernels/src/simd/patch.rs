@@ -69,7 +69,7 @@ fn dispatch_w(
     dim: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if p >= LANES && p <= super::gemm::KC && (h / p) * (w / p) >= super::gemm::MIN_M {
+    if (LANES..=super::gemm::KC).contains(&p) && (h / p) * (w / p) >= super::gemm::MIN_M {
         // As a GEMM over the patches: one k block per (channel, patch row), whose p
         // pixels are contiguous in the image; then the bias.
         let gw = w / p;
