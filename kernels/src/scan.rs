@@ -59,6 +59,38 @@ pub fn ref_causal_conv1d(
     }
 }
 
+/// The selective scan with the fastest available kernel: the SIMD path (eight states at
+/// a time) when it runs on this CPU, `n` is a multiple of eight and every length is
+/// consistent, else [`ref_selective_scan`]. Same contract.
+#[allow(clippy::too_many_arguments)]
+pub fn selective_scan(
+    x: &[f32],
+    dt: &[f32],
+    bc: &[f32],
+    z: &[f32],
+    a_d: Src<'_>,
+    state: &mut [f32],
+    out: &mut [f32],
+    t: usize,
+    e: usize,
+    n: usize,
+) {
+    #[cfg(feature = "simd")]
+    {
+        let te = t.checked_mul(e);
+        let fits = n > 0
+            && n.is_multiple_of(8)
+            && te.is_some_and(|te| x.len() >= te && dt.len() >= te && z.len() >= te && out.len() >= te)
+            && t.checked_mul(2 * n).is_some_and(|l| bc.len() >= l)
+            && e.checked_mul(n + 1).is_some_and(|l| a_d.len() >= l)
+            && e.checked_mul(n).is_some_and(|l| state.len() >= l);
+        if fits && crate::simd_active() {
+            return crate::simd::scan::selective_scan(x, dt, bc, z, a_d, state, out, t, e, n);
+        }
+    }
+    ref_selective_scan(x, dt, bc, z, a_d, state, out, t, e, n)
+}
+
 /// The selective scan with its skip and gate, continuing from `state`.
 /// ```text
 /// x: [t, e] (after the conv); dt: [t, e] (before softplus); bc: [t, 2n] = [B | C];

@@ -610,7 +610,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
                     k::scan::ref_causal_conv1d(act(0)?, src(2)?, opt_src(3)?, state, out, t, p(0), p(1), activation(2))
                 }
                 OpCode::SelectiveScan => {
-                    k::scan::ref_selective_scan(act(0)?, act(1)?, act(2)?, act(3)?, src(4)?, state, out, t, p(0), p(1))
+                    k::scan::selective_scan(act(0)?, act(1)?, act(2)?, act(3)?, src(4)?, state, out, t, p(0), p(1))
                 }
                 OpCode::TokenShift => k::wkv::ref_token_shift(act(0)?, src(2)?, state, out, t, p(0), p(1)),
                 _ => k::wkv::ref_wkv(act(0)?, act(1)?, act(2)?, src(3)?, src(4)?, state, out, t, p(0)),

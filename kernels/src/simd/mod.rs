@@ -11,6 +11,7 @@ pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod patch;
+pub(crate) mod scan;
 
 use core::simd::Simd;
 use half::f16;
