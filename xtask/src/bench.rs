@@ -394,6 +394,63 @@ type MatmulFn = fn(&[f32], Src<'_>, Option<Src<'_>>, Option<&[f32]>, Activation,
 type AttentionFn = fn(&[f32], &[f32], &[f32], Option<&[f32]>, &mut [f32], &AttentionShape);
 type LayerNormFn = fn(&[f32], Src<'_>, Option<Src<'_>>, &mut [f32], usize, f32);
 type RmsNormFn = fn(&[f32], Src<'_>, &mut [f32], usize, f32);
+type PatchFn = fn(&[f32], Src<'_>, Option<Src<'_>>, &mut [f32], usize, usize, usize, usize, usize);
+type ScanFn = fn(&[f32], &[f32], &[f32], &[f32], Src<'_>, &mut [f32], &mut [f32], usize, usize, usize);
+
+/// ViT-Tiny's patch embedding: a 224 x 224 x 3 image, 16 x 16 patches, 192 channels.
+fn bench_patch(b: &Budget, rng: &mut Rng) -> KernelRow {
+    let (c, hw, p, dim) = (3usize, 224usize, 16usize, 192usize);
+    let image = rng.uniform_vec(c * hw * hw, 1.0); // [c, h, w]
+    let w = to_f16(&rng.uniform_vec(dim * c * p * p, 0.05)); // [dim, c, p, p]
+    let bias = rng.uniform_vec(dim, 0.1);
+    let patches = (hw / p) * (hw / p);
+    let mut out = vec![0.0f32; patches * dim];
+    let mut run = |f: PatchFn| {
+        time_per_call(b, || {
+            f(black_box(&image), Src::F16(&w), Some(Src::F32(&bias)), &mut out, c, hw, hw, p, dim);
+            black_box(&out);
+        })
+    };
+    let ref_s = run(mote_kernels::patch::ref_patch_embed);
+    let fast_s = run(mote_kernels::patch::patch_embed);
+    let flops = 2.0 * (patches * dim * c * p * p) as f64;
+    KernelRow {
+        name: "patch embed f16w (ViT-Tiny)",
+        shape: format!("{hw}x{hw}x{c}, p{p}, {dim} ch"),
+        work: Work::Flops(flops),
+        ref_s,
+        fast_s,
+    }
+}
+
+/// Mamba's selective scan (d_inner 576, d_state 16) over `t` steps. Work counted as 7
+/// flops per state per step (Δ·A, exp as one, decay, input FMA, output FMA).
+fn bench_scan(b: &Budget, rng: &mut Rng, name: &'static str, t: usize) -> KernelRow {
+    let (e, n) = (576usize, 16usize);
+    let x = rng.uniform_vec(t * e, 1.0);
+    let dt = rng.uniform_vec(t * e, 2.0);
+    let z = rng.uniform_vec(t * e, 2.0);
+    let bc = rng.uniform_vec(t * 2 * n, 1.0);
+    let a_d: Vec<f32> = (0..e * (n + 1)).map(|i| -1.0 - (i % (n + 1)) as f32).collect();
+    let a_d = to_f16(&a_d);
+    let mut state = vec![0.0f32; e * n];
+    let mut out = vec![0.0f32; t * e];
+    let mut run = |f: ScanFn| {
+        time_per_call(b, || {
+            f(black_box(&x), &dt, &bc, &z, Src::F16(&a_d), &mut state, &mut out, t, e, n);
+            black_box(&out);
+        })
+    };
+    let ref_s = run(mote_kernels::scan::ref_selective_scan);
+    let fast_s = run(mote_kernels::scan::selective_scan);
+    KernelRow {
+        name,
+        shape: format!("{t} steps, {e} ch x {n} states"),
+        work: Work::Flops(7.0 * (t * e * n) as f64),
+        ref_s,
+        fast_s,
+    }
+}
 
 fn bench_matmul(b: &Budget, rng: &mut Rng, name: &'static str, m: usize, k: usize, n: usize) -> KernelRow {
     let x = rng.uniform_vec(m * k, 1.0); // [m, k]
@@ -476,7 +533,11 @@ fn bench_kernels(b: &Budget) -> Vec<KernelRow> {
         bench_matmul(b, &mut rng, "matmul f16w (MiniLM fc1)", 128, 384, 1536),
         bench_matmul(b, &mut rng, "matmul f16w (ViT-Tiny fc1)", 197, 192, 768),
         bench_matmul(b, &mut rng, "matvec f16w (in cache)", 1, 288, 768),
+        bench_matmul(b, &mut rng, "matvec f16w (classifier)", 1, 288, 32000),
         bench_matvec_large(b, &mut rng),
+        bench_patch(b, &mut rng),
+        bench_scan(b, &mut rng, "selective scan (prefill)", 16),
+        bench_scan(b, &mut rng, "selective scan (decode)", 1),
     ];
     let head_dim = 32;
     let heads = 12;
@@ -495,6 +556,19 @@ fn bench_kernels(b: &Budget) -> Vec<KernelRow> {
     };
     rows.push(bench_attention(b, &mut rng, "attention (encoder)", shape(128, 128, false, 0)));
     rows.push(bench_attention(b, &mut rng, "attention (decode)", shape(1, 1024, true, 1023)));
+    let vit = AttentionShape {
+        heads: 3,
+        kv_heads: 3,
+        head_dim: 64,
+        q_rows: 197,
+        kv_rows: 197,
+        q_stride: 192,
+        kv_stride: 192,
+        causal: false,
+        q_pos0: 0,
+        scale: 0.125,
+    };
+    rows.push(bench_attention(b, &mut rng, "attention (ViT-Tiny)", vit));
     rows.extend(bench_norms(b, &mut rng, 128, 384));
     rows
 }
