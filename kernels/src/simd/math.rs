@@ -23,17 +23,23 @@ fn round(x: F32x8) -> F32x8 {
 
 #[inline(always)]
 pub(crate) fn exp(x: F32x8) -> F32x8 {
+    use super::fma;
     let nan = x.simd_ne(x);
     let low = x.simd_lt(F32x8::splat(-87.3));
     let xc = x.simd_clamp(F32x8::splat(-87.3), F32x8::splat(88.7));
-    let n = round(xc * F32x8::splat(core::f32::consts::LOG2_E));
-    let r = xc - n * F32x8::splat(0.693_359_4) - n * F32x8::splat(-2.121_944_4e-4);
+    // Round x log2(e) to an integer n with the magic-number trick; the integer is then
+    // also in the low bits of the sum (|n| < 2^22), so no float-to-int conversion.
+    let magic = F32x8::splat(12_582_912.0); // 1.5 * 2^23
+    let t = fma(xc, F32x8::splat(core::f32::consts::LOG2_E), magic);
+    let n = t - magic;
+    let ni = t.to_bits().cast::<i32>() - magic.to_bits().cast::<i32>();
+    let r = fma(n, F32x8::splat(2.121_944_4e-4), fma(n, F32x8::splat(-0.693_359_4), xc));
     let mut p = F32x8::splat(1.987_569_1e-4);
     for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
-        p = p * r + F32x8::splat(c);
+        p = fma(p, r, F32x8::splat(c));
     }
-    let y = p * r * r + r + F32x8::splat(1.0);
-    let bits = (n.cast::<i32>() + Simd::splat(127)) << Simd::splat(23);
+    let y = fma(p, r * r, r) + F32x8::splat(1.0);
+    let bits = (ni + Simd::splat(127)) << Simd::splat(23);
     let v = y * F32x8::from_bits(bits.cast());
     let v = low.select(F32x8::splat(0.0), v);
     nan.select(x, v)
