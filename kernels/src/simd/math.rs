@@ -13,14 +13,8 @@ use core::simd::prelude::*;
 use super::{F32x8, LANES};
 use crate::activation::Activation;
 
-// `core::simd` in no_std has no `StdFloat` (floor, mul_add). Round with the
-// add-and-subtract trick instead (exact for |x| < 2^22).
-#[inline(always)]
-fn round(x: F32x8) -> F32x8 {
-    let magic = F32x8::splat(12_582_912.0); // 1.5 * 2^23
-    (x + magic) - magic
-}
-
+// `core::simd` in no_std has no `StdFloat` (floor, mul_add): rounding uses the
+// add-and-subtract trick (exact for |x| < 2^22), multiply-adds `super::fma`.
 #[inline(always)]
 pub(crate) fn exp(x: F32x8) -> F32x8 {
     use super::fma;
