@@ -10,15 +10,16 @@ use crate::activation::Activation;
 
 /// Hints the cache to fetch the line holding `s[at]` (x86-64; a no-op elsewhere).
 #[inline(always)]
-fn prefetch<W>(s: &[W], at: usize) {
+fn prefetch<W>(s: &[W], at: usize, nta: bool) {
     #[cfg(target_arch = "x86_64")]
     if let Some(v) = s.get(at) {
-        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use core::arch::x86_64::{_MM_HINT_NTA, _MM_HINT_T0, _mm_prefetch};
+        let p = (v as *const W).cast::<i8>();
         // SAFETY: a prefetch is only a hint; the address is inside `s`.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((v as *const W).cast::<i8>()) };
+        unsafe { if nta { _mm_prefetch::<_MM_HINT_NTA>(p) } else { _mm_prefetch::<_MM_HINT_T0>(p) } };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (s, at);
+    let _ = (s, at, nta);
 }
 
 /// Sums of one MR x NR tile over k: `acc[i][j] = Σ_k x[i0+i, k] * w[j0+j, k]`.
@@ -30,6 +31,7 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
     wr: [&[W]; NR],
     next: [&[W]; NR],
     k: usize,
+    nta: bool,
 ) -> [[f32; NR]; MR] {
     let mut acc = [[F32x8::splat(0.0); NR]; MR];
     let kv = k - k % LANES;
@@ -40,7 +42,7 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
     while kk < kv {
         if MR == 1 && short_rows && kk % per_line == 0 {
             for nx in next {
-                prefetch(nx, kk);
+                prefetch(nx, kk, nta);
             }
         }
         let mut wv = [F32x8::splat(0.0); NR];
@@ -96,6 +98,7 @@ fn run<const MR: usize, const NR: usize, W: Load>(
                         core::array::from_fn(|t| wrow(j + t)),
                         core::array::from_fn(|t| w.get((j + $b + t) * k..).unwrap_or(&[])),
                         k,
+                        false,
                     );
                     for (ti, row) in s.iter().enumerate() {
                         out[(i + ti) * n + j..(i + ti) * n + j + $b].copy_from_slice(row);
@@ -140,6 +143,9 @@ fn run<const MR: usize, const NR: usize, W: Load>(
 /// plain tiles (`cargo run --release -p mote-kernels --features std --example token_matvecs`).
 const STREAMS_FROM_BYTES: usize = 64 << 10;
 
+/// Weight bytes from which decode prefetches non-temporally.
+const NTA_FROM_BYTES: usize = 8 << 20;
+
 /// Decode (`m == 1`) of a matrix with short rows (a layer, or a classifier over a vocabulary):
 /// eight weight rows at a time, two from each of four equal segments of w, so four
 /// sequential streams are read at once (eight adjacent short rows are one stream, which
@@ -153,6 +159,7 @@ fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
     }
     const S: usize = 4;
     const R: usize = 2;
+    let nta = core::mem::size_of_val(w) >= NTA_FROM_BYTES;
     let seg = n / (S * R) * R;
     let row = |j: usize| w.get(j * k..j * k + k).unwrap_or(&[]);
     let mut j = 0;
@@ -164,6 +171,7 @@ fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
             // The next pair of each segment (none after a segment's last pair).
             core::array::from_fn(|t| if j + R < seg { row(at(t) + R) } else { &[] }),
             k,
+            nta,
         );
         for (t, v) in s[0].iter().enumerate() {
             out[at(t)] = *v;
