@@ -38,8 +38,13 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
     let per_line = 64 / core::mem::size_of::<W>();
     // Long rows are streamed well by the hardware; prefetch only short ones.
     let short_rows = k * core::mem::size_of::<W>() <= 2048;
-    let mut kk = 0;
-    while kk < kv {
+    // Whole chunks of eight, each row cut to exactly `chunks` of them so the loop
+    // indexes without bounds checks.
+    let chunks = kv / LANES;
+    let wc: [&[[W; LANES]]; NR] = core::array::from_fn(|j| &wr[j].as_chunks::<LANES>().0[..chunks]);
+    let xc: [&[[f32; LANES]]; MR] = core::array::from_fn(|i| &xr[i].as_chunks::<LANES>().0[..chunks]);
+    for c in 0..chunks {
+        let kk = c * LANES;
         if MR == 1 && short_rows && kk % per_line == 0 {
             for nx in next {
                 prefetch(nx, kk, nta);
@@ -47,15 +52,14 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
         }
         let mut wv = [F32x8::splat(0.0); NR];
         for j in 0..NR {
-            wv[j] = W::load8(&wr[j][kk..kk + LANES]);
+            wv[j] = W::load8(&wc[j][c]);
         }
         for i in 0..MR {
-            let xv = F32x8::from_slice(&xr[i][kk..kk + LANES]);
+            let xv = F32x8::from_array(xc[i][c]);
             for j in 0..NR {
                 acc[i][j] = super::fma(xv, wv[j], acc[i][j]);
             }
         }
-        kk += LANES;
     }
     let mut sums = [[0f32; NR]; MR];
     for i in 0..MR {
