@@ -45,7 +45,7 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
     let xc: [&[[f32; LANES]]; MR] = core::array::from_fn(|i| &xr[i].as_chunks::<LANES>().0[..chunks]);
     for c in 0..chunks {
         let kk = c * LANES;
-        if MR == 1 && short_rows && kk % per_line == 0 {
+        if MR == 1 && short_rows && kk.is_multiple_of(per_line) {
             for nx in next {
                 prefetch(nx, kk, nta);
             }
