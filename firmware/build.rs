@@ -27,7 +27,8 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_else(|| fail("OUT_DIR not set")));
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
 
-    let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{}", name.to_uppercase().replace('-', "_"))).is_some();
+    let feature =
+        |name: &str| env::var_os(format!("CARGO_FEATURE_{}", name.to_uppercase().replace('-', "_"))).is_some();
     let boards: Vec<&str> =
         BOARDS.iter().copied().filter(|b| feature(&format!("board-{b}")) || feature(&format!("chip-{b}"))).collect();
     let board = match boards.as_slice() {

@@ -86,7 +86,8 @@ pub fn parse(blob: &[u8]) -> Result<Input<'_>, &'static str> {
                 per_item = per_item.checked_add(r.spec()?.1).ok_or("input sizes overflow")?;
             }
             let specs = &start.bytes[..start.bytes.len() - r.bytes.len()];
-            let data_bytes = per_item.checked_mul(items).and_then(|n| n.checked_mul(4)).ok_or("input sizes overflow")?;
+            let data_bytes =
+                per_item.checked_mul(items).and_then(|n| n.checked_mul(4)).ok_or("input sizes overflow")?;
             let data = r.take(data_bytes)?;
             Ok(Input::Tensors { items, inputs, specs, data })
         }

@@ -25,10 +25,10 @@ mod info {
     include!(concat!(env!("OUT_DIR"), "/model_info.rs"));
 }
 
-#[cfg(feature = "qemu-defmt")]
-use defmt_semihosting as _;
 #[cfg(feature = "hw")]
 use defmt_rtt as _;
+#[cfg(feature = "qemu-defmt")]
+use defmt_semihosting as _;
 
 /// Human-readable progress: text over semihosting, or defmt.
 macro_rules! log {
@@ -198,7 +198,10 @@ fn run() -> Result<(), Fail> {
                     let (name, per_item) = specs_r.spec().map_err(Fail::Input)?;
                     let dst = interp.input_mut(name)?;
                     if dst.len() != per_item {
-                        return Err(Fail::Runtime(mote_runtime::Error::InputSize { expected: dst.len(), got: per_item }));
+                        return Err(Fail::Runtime(mote_runtime::Error::InputSize {
+                            expected: dst.len(),
+                            got: per_item,
+                        }));
                     }
                     // Item-major: this input's values for `item`.
                     let base = item * (data.len() / 4 / items.max(1)) + at;
@@ -298,7 +301,13 @@ fn run_prompt(
     Ok(())
 }
 
-fn step(interp: &mut Interpreter<'_, '_>, r: &mut Report, prof: &mut Profile, ids: &[i32], what: &str) -> Result<(), Fail> {
+fn step(
+    interp: &mut Interpreter<'_, '_>,
+    r: &mut Report,
+    prof: &mut Profile,
+    ids: &[i32],
+    what: &str,
+) -> Result<(), Fail> {
     let t0 = clock::now();
     if cfg!(feature = "profile") {
         interp.step_profiled(ids, prof)?;
