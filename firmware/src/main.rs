@@ -21,6 +21,7 @@ use mote_runtime::{Aligned, Interpreter, Model, OpCode, OpHook};
 use input::Input;
 use report::Report;
 
+#[cfg_attr(feature = "heap", allow(dead_code))]
 mod info {
     include!(concat!(env!("OUT_DIR"), "/model_info.rs"));
 }

@@ -5,6 +5,7 @@
 
 use core::fmt::{self, Write};
 
+#[cfg(feature = "qemu")]
 pub const FILE: &str = "mote-report.txt\0";
 
 pub struct Report {

@@ -121,7 +121,7 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
     cmd.arg("--features").arg(features.join(","));
     // One target directory per board and family set: switching boards or models then only
     // rebuilds the firmware crate.
-    let mut tdir = format!("{}", board.name);
+    let mut tdir = board.name.to_string();
     if !opts.families.is_empty() {
         tdir = format!("{tdir}-{}", opts.families.join("-"));
     }
@@ -221,6 +221,9 @@ pub fn probe_rs_present() -> bool {
 
 pub fn run_flash(a: FlashArgs) -> Result<ExitCode> {
     let board = chip_board(&a.chip)?;
+    if !probe_rs_present() {
+        bail!("{PROBE_RS_INSTALL}");
+    }
     let blob = match &a.input {
         Some(input) => {
             let bytes = crate::util::read_model(&a.model)?;
@@ -239,9 +242,6 @@ pub fn run_flash(a: FlashArgs) -> Result<ExitCode> {
     let elf = build(&board, &a.model, &opts)?;
     println!("built {} for {} ({})", elf.display(), a.chip, board.about);
     Footprint::read(&elf)?.print(None);
-    if !probe_rs_present() {
-        bail!("{PROBE_RS_INSTALL}");
-    }
     let status = Command::new("probe-rs").args(["run", "--chip", &a.chip]).arg(&elf).status()?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod ci_firmware;
 mod convert;
 mod demo;
 mod elf;

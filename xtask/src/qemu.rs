@@ -469,3 +469,55 @@ pub fn run_qemu(a: Args) -> Result<ExitCode> {
         Ok(ExitCode::FAILURE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_round_trips_values_tokens_and_times() {
+        let values = [1.5f32, -0.0, 3.25e-7, f32::MAX];
+        let hex: Vec<String> = values.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
+        let text = format!(
+            "board m4\ncalibrate 2000000 50000\nout logits 4 argmax 3\n{} \ntime prefill 400 tokens 2\n\
+             time step 100 tokens 1\ntime step 300 tokens 1\ntok 7\ntok 9\nop MatMul 3 250\nstack 4096\ndone\n",
+            hex.join(" ")
+        );
+        let r = parse_report(&text).unwrap();
+        assert_eq!(r.outputs["logits"], values);
+        assert_eq!(r.tokens, [7, 9]);
+        assert_eq!(r.instr_per_tick, 40.0);
+        assert_eq!(r.per_token(), Some(40.0 * 200.0));
+        assert_eq!(r.per_prefill_token(), Some(40.0 * 200.0));
+        assert_eq!(r.ops, [("MatMul".to_string(), 3, 250)]);
+        assert_eq!(r.stack, 4096);
+    }
+
+    #[test]
+    fn unfinished_or_failed_reports_are_errors() {
+        assert!(parse_report("board m4\ncalibrate 2 1\n").unwrap_err().to_string().contains("before it finished"));
+        let e = parse_report("board m4\nerror op #3 (Wkv) is not compiled in\n").unwrap_err();
+        assert!(e.to_string().contains("op #3 (Wkv)"), "{e}");
+    }
+
+    #[test]
+    fn image_blob_holds_the_first_items_in_order() {
+        let root = crate::workspace_root();
+        let c = mote_models::convert_dir(&root.join("demo/digits-vit"), &Default::default()).unwrap();
+        let bytes = mote_models::host::AlignedBytes::new(&c.bytes);
+        let model = Model::parse(&bytes).unwrap();
+        let test = read_safetensors(&root.join("demo/digits-vit/test.safetensors")).unwrap();
+        let blob = input_blob(&model, &test, Some(2), None).unwrap();
+        let pixels = test["pixel_values"].as_f32().unwrap();
+        let host = &blob.host_inputs["pixel_values"];
+        assert_eq!(host.shape, [2, 1, 8, 8]);
+        assert_eq!(host.as_f32().unwrap(), &pixels[..128]);
+        // The blob ends with the same 128 values, little-endian.
+        let tail: Vec<f32> = blob.bytes[blob.bytes.len() - 512..]
+            .chunks(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(tail, &pixels[..128]);
+        assert_eq!(&blob.bytes[..8], BLOB_MAGIC);
+    }
+}
