@@ -98,6 +98,12 @@ fn firmware_steps() -> Result<()> {
             ],
         )?;
     }
+    // runtime and kernels for both embedded targets, every feature set built above
+    for target in ["thumbv7em-none-eabihf", "thumbv8m.main-none-eabihf"] {
+        let deps = crate::workspace_root().join("target").join(target).join("debug/deps");
+        let n = crate::ci_firmware::check_no_alloc_std(&deps)?;
+        println!("no alloc, no std: {n} crates built for {target} (runtime, kernels and their dependencies)");
+    }
     println!("\n==> firmware: 3 models x 3 emulated boards vs the host, ViT-only, heap, chips");
     let start = Instant::now();
     crate::ci_firmware::run()?;

@@ -9,7 +9,6 @@ use anyhow::{Context, Result, bail};
 use mote_models::ConvertOptions;
 use mote_models::tensor::read_safetensors;
 
-use crate::elf::Elf;
 use crate::firmware::{self, BuildOptions};
 use crate::qemu::{self, QEMU_INSTALL};
 use crate::util::thousands;
@@ -58,23 +57,40 @@ fn convert(m: &CiModel, out_dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Fails when the firmware links anything of `alloc` or `std`. (`std` does not exist for
-/// these targets, and `alloc` without a `#[global_allocator]` does not link; this also
-/// catches a dependency that brings its own allocator.)
-pub fn check_no_alloc(elf: &Path) -> Result<()> {
-    let b = std::fs::read(elf)?;
-    let e = Elf::parse(&b)?;
-    let bad: Vec<&str> = e
-        .symbols
-        .iter()
-        .map(|s| s.name.as_str())
-        .filter(|n| n.contains("__rust_alloc") || n.contains("5alloc5alloc") || n.contains("3std"))
-        .take(5)
-        .collect();
-    if !bad.is_empty() {
-        bail!("{} links alloc or std: {}", elf.display(), bad.join(", "));
+/// Fails when any crate in `deps` (a target's `deps` directory: the runtime, the kernels
+/// and everything they or the firmware pull in) depends on `alloc` or `std`, directly or
+/// through another crate. `rustc -Z ls=root` lists a crate's whole dependency graph.
+pub fn check_no_alloc_std(deps: &Path) -> Result<usize> {
+    let mut checked = 0;
+    let entries = std::fs::read_dir(deps).with_context(|| format!("reading {}", deps.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "rlib") {
+            continue;
+        }
+        let out = std::process::Command::new("rustc")
+            .current_dir(crate::workspace_root())
+            .args(["-Z", "ls=root"])
+            .arg(&path)
+            .output()
+            .context("running rustc -Z ls=root")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let Some(deps_list) = text.split("=External Dependencies=").nth(1) else {
+            bail!("rustc -Z ls=root printed no dependency list for {}", path.display());
+        };
+        for line in deps_list.lines() {
+            let Some(name) = line.split_whitespace().nth(1) else { continue };
+            let krate = name.rsplit_once('-').map_or(name, |(k, _)| k);
+            if krate == "alloc" || krate == "std" {
+                bail!("{} depends on `{krate}`", path.display());
+            }
+        }
+        checked += 1;
     }
-    Ok(())
+    if checked == 0 {
+        bail!("no crates to check in {}", deps.display());
+    }
+    Ok(checked)
 }
 
 pub fn run() -> Result<()> {
@@ -85,6 +101,7 @@ pub fn run() -> Result<()> {
     let out_dir = root.join("target/firmware/ci");
     std::fs::create_dir_all(&out_dir)?;
     let mut summary = Vec::new();
+    let mut m4_vit_all = None;
     let mut paths = Vec::new();
     for m in &MODELS {
         paths.push(convert(m, &out_dir)?);
@@ -104,8 +121,6 @@ pub fn run() -> Result<()> {
                 TIMEOUT,
             )
             .with_context(|| format!("{} on {board_name}", m.name))?;
-            let elf = root.join("target/firmware").join(board.name).join(board.target).join("release/mote-firmware");
-            check_no_alloc(&elf)?;
             let f = &o.footprint;
             let b = &o.board;
             let cost = match (b.per_inference(), b.per_token()) {
@@ -132,6 +147,9 @@ pub fn run() -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
             println!("{line}");
+            if board_name == "m4" && m.name == "digits-vit" {
+                m4_vit_all = Some(o.footprint);
+            }
             if !o.passed() {
                 qemu::print_outcome(&board, &o, false);
                 bail!("{} on {board_name}: the board's outputs differ from the host's", m.name);
@@ -148,8 +166,7 @@ pub fn run() -> Result<()> {
     if !o.passed() {
         bail!("the ViT-only firmware's outputs differ from the host's");
     }
-    let all =
-        firmware::Footprint::read(&root.join("target/firmware/m4").join(m4.target).join("release/mote-firmware"))?;
+    let all = m4_vit_all.context("the m4 digits-vit run")?;
     println!(
         "runtime code on m4 (mote_runtime + mote_kernels functions): ViT-only {} B, everything {} B; .text {} B vs {} B",
         o.footprint.runtime_code, all.runtime_code, o.footprint.text, all.text
@@ -177,9 +194,15 @@ pub fn run() -> Result<()> {
     for chip in ["STM32H743ZITx", "nRF52840_xxAA"] {
         let board = firmware::chip_board(chip)?;
         let elf = firmware::build(&board, &paths[0], &BuildOptions::default())?;
-        check_no_alloc(&elf)?;
         let f = firmware::Footprint::read(&elf)?;
         println!("{chip}: built with defmt + RTT: flash {} B, RAM (static) {} B", f.flash(), f.data + f.bss);
+    }
+
+    // Nothing the firmware links (runtime, kernels, cortex-m, defmt, embedded-alloc)
+    // depends on alloc or std.
+    for board in [firmware::board("m4")?, firmware::board("m7")?, firmware::board("m55")?] {
+        let n = check_no_alloc_std(&firmware::deps_dir(&board))?;
+        println!("no alloc, no std: {n} crates built for {} {} firmware", board.target, board.cpu);
     }
 
     println!("\nfirmware summary:");

@@ -119,13 +119,7 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
         features.extend(opts.families.iter().cloned());
     }
     cmd.arg("--features").arg(features.join(","));
-    // One target directory per board and family set: switching boards or models then only
-    // rebuilds the firmware crate.
-    let mut tdir = board.name.to_string();
-    if !opts.families.is_empty() {
-        tdir = format!("{tdir}-{}", opts.families.join("-"));
-    }
-    let target_dir = root.join("target/firmware").join(tdir);
+    let target_dir = target_dir(board);
     cmd.env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu))
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -139,6 +133,19 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
         bail!("building the firmware for {} failed ({status})", board.name);
     }
     Ok(target_dir.join(board.target).join("release/mote-firmware"))
+}
+
+/// One target directory per target and CPU (boards with the same CPU share it, so host
+/// build tools such as proc macros are built once): switching the model, the features or
+/// a board of the same CPU then only rebuilds what differs.
+pub fn target_dir(board: &Board) -> PathBuf {
+    let triple = board.target.split('-').next().unwrap_or(board.target);
+    crate::workspace_root().join("target/firmware").join(format!("{triple}-{}", board.cpu))
+}
+
+/// The `deps` directory of a board's target directory (every crate the firmware links).
+pub fn deps_dir(board: &Board) -> PathBuf {
+    target_dir(board).join(board.target).join("release/deps")
 }
 
 /// Flash and RAM of a firmware ELF.
