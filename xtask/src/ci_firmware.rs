@@ -190,6 +190,16 @@ pub fn run() -> Result<()> {
         _ => bail!("the heap-arena firmware failed"),
     }
 
+    // defmt over semihosting on QEMU: the same outputs, and frames on the console.
+    let defmt = BuildOptions { defmt: true, ..BuildOptions::default() };
+    let o = qemu::compare_on_board(&paths[0], &m4, &inputs, Some(1), None, &defmt, TIMEOUT)?;
+    let console = root.join("target/firmware/run/m4/console.out");
+    let frames = std::fs::metadata(&console).map(|m| m.len()).unwrap_or(0);
+    if !o.passed() || frames == 0 {
+        bail!("the defmt firmware on m4 failed (outputs equal: {}, {frames} bytes of defmt frames)", o.passed());
+    }
+    println!("defmt over semihosting on m4: {frames} bytes of frames, outputs equal the host's");
+
     // Real chips: defmt over RTT, DWT cycle counter (built, not run).
     for chip in ["STM32H743ZITx", "nRF52840_xxAA"] {
         let board = firmware::chip_board(chip)?;

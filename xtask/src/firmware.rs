@@ -94,6 +94,8 @@ pub fn chip_board(chip: &str) -> Result<Board> {
 pub struct BuildOptions {
     pub profile: bool,
     pub heap: bool,
+    /// Log with defmt over semihosting (QEMU boards; chips always use defmt over RTT).
+    pub defmt: bool,
     /// Model families (`vit`, `transformer`, `ssm`); empty for all.
     pub families: Vec<String>,
     pub input_blob: Option<PathBuf>,
@@ -110,6 +112,9 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
     }
     if opts.heap {
         features.push("heap".into());
+    }
+    if opts.defmt && board.machine.is_some() {
+        features.push("qemu-defmt".into());
     }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&dir).args(["build", "--release", "--quiet", "--target", board.target]);
@@ -245,7 +250,7 @@ pub fn run_flash(a: FlashArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let opts = BuildOptions { profile: a.profile, heap: a.heap, families: Vec::new(), input_blob: blob };
+    let opts = BuildOptions { profile: a.profile, heap: a.heap, input_blob: blob, ..BuildOptions::default() };
     let elf = build(&board, &a.model, &opts)?;
     println!("built {} for {} ({})", elf.display(), a.chip, board.about);
     Footprint::read(&elf)?.print(None);

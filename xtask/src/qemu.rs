@@ -52,6 +52,10 @@ pub struct Args {
     /// Take the arena from an embedded-alloc heap sized at boot instead of a static.
     #[arg(long)]
     pub heap: bool,
+    /// Log with defmt over semihosting; the frames are saved to
+    /// target/firmware/run/<board>/console.out (decode with `defmt-print -e ELF`).
+    #[arg(long)]
+    pub defmt: bool,
     /// Build the runtime with only these model families (e.g. `vit`), as a small
     /// firmware would; default: all.
     #[arg(long, value_delimiter = ',')]
@@ -277,6 +281,8 @@ pub fn run_elf(board: &Board, elf: &Path, timeout: Duration) -> Result<BoardRun>
         std::thread::sleep(Duration::from_millis(20));
     };
     let out = child.wait_with_output()?;
+    // The console: text logs, or defmt frames (binary) with the `qemu-defmt` feature.
+    std::fs::write(dir.join("console.out"), &out.stdout)?;
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     let parsed = parse_report(&text);
     if !status.success() {
@@ -444,10 +450,20 @@ pub fn run_qemu(a: Args) -> Result<ExitCode> {
         bail!("{}: no such file", a.input.display());
     }
     let inputs = read_safetensors(&a.input).with_context(|| format!("reading inputs {}", a.input.display()))?;
-    let opts = BuildOptions { profile: a.profile, heap: a.heap, families: a.families.clone(), input_blob: None };
+    let opts = BuildOptions {
+        profile: a.profile,
+        heap: a.heap,
+        defmt: a.defmt,
+        families: a.families.clone(),
+        input_blob: None,
+    };
     let o =
         compare_on_board(&a.model, &board, &inputs, a.items, Some(a.generate), &opts, Duration::from_secs(a.timeout))?;
     print_outcome(&board, &o, a.profile);
+    if a.defmt {
+        let console = crate::workspace_root().join("target/firmware/run").join(board.name).join("console.out");
+        println!("defmt log         {} (decode: defmt-print -e <the firmware ELF> < that file)", console.display());
+    }
     if let Some(path) = &a.output {
         let mut out = BTreeMap::new();
         for (name, h) in &o.host {
