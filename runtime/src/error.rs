@@ -5,6 +5,7 @@ use core::fmt;
 
 /// Errors from parsing a `.mote`, binding an arena, or setting inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
     /// The buffer ends before `what` does.
@@ -43,6 +44,8 @@ pub enum Error {
     TokenCount { got: usize, max: usize },
     /// A value read from an input is out of the range the model accepts.
     InputOutOfRange { index: usize, value: i64, limit: i64 },
+    /// The model uses an op whose family this runtime was built without.
+    OpDisabled { index: u32, op: &'static str, feature: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -87,6 +90,10 @@ impl fmt::Display for Error {
             InputOutOfRange { index, value, limit } => {
                 write!(f, "input element {index} is {value}, outside the accepted range 0..{limit}")
             }
+            OpDisabled { index, op, feature } => write!(
+                f,
+                "op #{index} ({op}) is not compiled into this runtime: enable the mote-runtime feature `{feature}`"
+            ),
         }
     }
 }

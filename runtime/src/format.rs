@@ -87,6 +87,7 @@ pub const NONE: u32 = u32::MAX;
 
 /// Element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum DType {
     F32 = 0,
@@ -120,6 +121,7 @@ impl DType {
 
 /// Where a tensor's bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Storage {
     /// In the WEIGHTS section of the file (read-only, in place, e.g. from flash).
@@ -152,6 +154,7 @@ impl Storage {
 /// The operations the interpreter executes. Inputs and params per opcode are listed in
 /// `docs/FORMAT.md`; shapes are checked when the model is parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u32)]
 pub enum OpCode {
     /// in: image [1,c,h,w], weight [dim,c,p,p], bias? [dim]; params: c, h, w, patch, dim;

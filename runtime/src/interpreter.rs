@@ -6,6 +6,23 @@ use crate::format::{self, DType, NONE, OpCode};
 use crate::model::{Model, TensorInfo};
 use crate::ops::{self, Run};
 
+/// Called around every op by [`Interpreter::invoke_profiled`] and
+/// [`Interpreter::step_profiled`], e.g. to read a cycle counter and charge the op's
+/// family. Both methods default to nothing; `()` is the hook that does nothing, and
+/// [`Interpreter::invoke`] uses it, so profiling costs nothing when unused.
+pub trait OpHook {
+    /// Just before op `index` (of kind `op`) runs.
+    fn before(&mut self, index: usize, op: OpCode) {
+        let _ = (index, op);
+    }
+    /// Just after op `index` ran.
+    fn after(&mut self, index: usize, op: OpCode) {
+        let _ = (index, op);
+    }
+}
+
+impl OpHook for () {}
+
 /// Runs a [`Model`] over an arena the caller owns (a `static` buffer on a board).
 /// Nothing is allocated: every tensor lives at the offset the converter planned.
 ///
@@ -88,6 +105,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// Outputs stay valid until the next `invoke`. The only error a valid model can give
     /// here is [`Error::ContextFull`].
     pub fn invoke(&mut self) -> Result<()> {
+        self.invoke_profiled(&mut ())
+    }
+
+    /// [`invoke`](Self::invoke), calling `hook` before and after every op.
+    pub fn invoke_profiled<H: OpHook + ?Sized>(&mut self, hook: &mut H) -> Result<()> {
         let ctx = self.model.max_context();
         if ctx > 0 && self.pos + self.n_tokens > ctx {
             return Err(Error::ContextFull { needed: self.pos + self.n_tokens, capacity: ctx });
@@ -95,7 +117,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let run = Run { n: self.n_tokens, pos: self.pos };
         for i in 0..self.model.op_count() {
             let op = self.model.op(i).ok_or(Error::BadOp { index: i as u32, opcode: 0, reason: "unreadable" })?;
+            hook.before(i, op.opcode);
             ops::execute(self.model, i as u32, &op, self.arena, run)?;
+            hook.after(i, op.opcode);
         }
         if self.model.persistent_bytes() > 0 {
             // Stateful models count the tokens run since the last reset.
@@ -108,9 +132,14 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// `set_tokens`, `set_input_ids`, `invoke`. Outputs with token rows then hold one
     /// row per token (e.g. `logits` `[n, vocab]`).
     pub fn step(&mut self, ids: &[i32]) -> Result<()> {
+        self.step_profiled(ids, &mut ())
+    }
+
+    /// [`step`](Self::step), calling `hook` before and after every op.
+    pub fn step_profiled<H: OpHook + ?Sized>(&mut self, ids: &[i32], hook: &mut H) -> Result<()> {
         self.set_tokens(ids.len())?;
         self.set_input_ids("input_ids", ids)?;
-        self.invoke()
+        self.invoke_profiled(hook)
     }
 
     fn input_info(&self, name: &str) -> Result<TensorInfo<'m>> {

@@ -21,6 +21,7 @@ compile_error!("the .mote format and the runtime's zero-copy weight views are li
 mod align;
 mod crc32;
 mod error;
+mod families;
 pub mod format;
 mod interpreter;
 mod model;
@@ -31,7 +32,7 @@ pub use align::Aligned;
 pub use crc32::crc32;
 pub use error::Error;
 pub use format::{DType, OpCode, Storage};
-pub use interpreter::Interpreter;
+pub use interpreter::{Interpreter, OpHook};
 pub use model::{Model, OpRecord, Shape, TensorInfo};
 pub use mote_kernels::{Activation, kernel_path};
 pub use sampler::Sampler;

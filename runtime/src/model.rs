@@ -17,6 +17,7 @@ fn header_u32(bytes: &[u8], off: usize) -> Result<u32> {
 
 /// A tensor's shape: rank 1 to 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
     rank: u8,
     dims: [u32; format::MAX_RANK],
@@ -213,6 +214,7 @@ impl<'a> Model<'a> {
         model.validate_io()?;
         for i in 0..model.op_count() {
             let op = model.decode_op(i)?;
+            crate::families::check(i as u32, op.opcode)?;
             ops::validate(&model, i as u32, &op)?;
         }
         Ok(model)

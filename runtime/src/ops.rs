@@ -38,6 +38,7 @@ fn arity(op: OpCode) -> (usize, usize) {
 }
 
 /// The input slot holding the persistent state an op updates, if it has one.
+#[cfg(feature = "ssm")]
 fn state_slot(op: OpCode) -> Option<usize> {
     match op {
         OpCode::CausalConv1d | OpCode::TokenShift => Some(1),
@@ -50,6 +51,7 @@ fn state_slot(op: OpCode) -> Option<usize> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Run {
     pub n: usize,
+    #[cfg_attr(not(any(feature = "vit", feature = "transformer")), allow(dead_code))]
     pub pos: usize,
 }
 
@@ -454,6 +456,7 @@ impl<'x> Frame<'x> {
     fn f32(&self, t: &TensorInfo<'_>, count: usize) -> Result<&'x [f32]> {
         self.bytes(t, count).and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or_else(misaligned)
     }
+    #[cfg(any(feature = "transformer", feature = "ssm"))]
     fn i32(&self, t: &TensorInfo<'_>, count: usize) -> Result<&'x [i32]> {
         self.bytes(t, count).and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or_else(misaligned)
     }
@@ -494,6 +497,7 @@ fn rebase<'a>(t: TensorInfo<'a>, persistent_bytes: usize) -> TensorInfo<'a> {
 }
 
 /// Two disjoint mutable f32 tensors of the persistent region.
+#[cfg(any(feature = "vit", feature = "transformer"))]
 fn two_mut<'x>(region: &'x mut [u8], a: &TensorInfo<'_>, b: &TensorInfo<'_>) -> Result<(&'x mut [f32], &'x mut [f32])> {
     let (first, second, swap) = if a.offset <= b.offset { (a, b, false) } else { (b, a, true) };
     if first.range().end > second.offset || second.range().end > region.len() {
@@ -517,6 +521,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
     let c = Check { model, index, op };
     let out_t = c.out()?;
     let pb = model.persistent_bytes();
+    #[cfg_attr(not(any(feature = "vit", feature = "transformer", feature = "ssm")), allow(unused_variables))]
     let (persistent, out_bytes, f) = split(arena, pb, &out_t, model.weights())?;
     let out_elems = elems(&out_t, run.n);
     let out_all: &mut [f32] = bytemuck::try_cast_slice_mut(out_bytes).map_err(|_| misaligned())?;
@@ -535,7 +540,9 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
     let pf = |i: usize| f32::from_bits(op.params[i]);
     let activation = |i: usize| Activation::from_code(op.params[i]).unwrap_or(Activation::None);
 
+    // Ops of families this build leaves out (see `families`) were refused at parse time.
     match op.opcode {
+        #[cfg(feature = "vit")]
         OpCode::PatchEmbed => {
             k::patch::patch_embed(act(0)?, src(1)?, opt_src(2)?, out, p(0), p(1), p(2), p(3), p(4));
         }
@@ -550,6 +557,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
             let (w, b, r) = (src(1)?, opt_src(2)?, opt_act(3)?);
             k::matmul::matmul_strided(x, x_t.shape.cols(), w, b, r, activation(3), out, m, p(1), p(2))
         }
+        #[cfg(any(feature = "vit", feature = "transformer"))]
         OpCode::Attention => {
             let mut s = attention_shape(&c)?;
             let (q, kk, v) = (act(0)?, act(1)?, act(2)?);
@@ -585,18 +593,22 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
             let rows = f.f32(&x, elems(&x, n))?.get(p(0) * cols..(p(0) + p(1)) * cols).unwrap_or(&[]);
             out.iter_mut().zip(rows).for_each(|(o, v)| *o = *v);
         }
+        #[cfg(feature = "transformer")]
         OpCode::Glu => k::activation::ref_glu(act(0)?, out, p(0), activation(1)),
         OpCode::Activation => {
             out.iter_mut().zip(act(0)?).for_each(|(o, v)| *o = *v);
             k::activation::ref_activation_inplace(out, activation(0));
         }
+        #[cfg(any(feature = "transformer", feature = "ssm"))]
         OpCode::Embedding => {
             let ids_t = tensor(0)?;
             let ids = f.i32(&ids_t, elems(&ids_t, n))?;
             let rows = ids.iter().map(|&id| usize::try_from(id).unwrap_or(usize::MAX));
             k::embedding::ref_embedding(src(1)?, p(1), rows, out);
         }
+        #[cfg(feature = "transformer")]
         OpCode::PositionEmbedding => k::embedding::ref_embedding(src(0)?, p(1), run.pos..run.pos + n, out),
+        #[cfg(feature = "ssm")]
         OpCode::CausalConv1d | OpCode::SelectiveScan | OpCode::TokenShift | OpCode::Wkv => {
             let slot = state_slot(op.opcode).ok_or_else(misaligned)?;
             let st = c.tensor(op.inputs[slot])?;
@@ -623,6 +635,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
                 out.iter_mut().zip(r).for_each(|(o, v)| *o += v);
             }
         }
+        #[cfg(feature = "transformer")]
         OpCode::Rope => {
             let x = act(0)?;
             out.iter_mut().zip(x).for_each(|(o, v)| *o = *v);
@@ -633,6 +646,8 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
             let x_t = tensor(0)?;
             k::rope::ref_rope_inplace(out, rows(&x_t, n), x_t.shape.cols(), p(0), p(1), inv_freq, run.pos);
         }
+        #[allow(unreachable_patterns)]
+        _ => crate::families::check(index, op.opcode)?,
     }
     Ok(())
 }

@@ -10,6 +10,12 @@ pub struct Args {
     /// Skip `cargo fmt --check` and clippy (quicker local runs).
     #[arg(long)]
     pub no_lint: bool,
+    /// Only the firmware steps (QEMU runs, chip builds).
+    #[arg(long)]
+    pub firmware_only: bool,
+    /// Skip the firmware steps.
+    #[arg(long)]
+    pub no_firmware: bool,
 }
 
 fn step(title: &str, cargo_args: &[&str]) -> Result<()> {
@@ -34,6 +40,11 @@ fn step(title: &str, cargo_args: &[&str]) -> Result<()> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if a.firmware_only {
+        firmware_steps()?;
+        println!("\nci: firmware steps passed");
+        return Ok(ExitCode::SUCCESS);
+    }
     if !a.no_lint {
         step("format", &["fmt", "--all", "--", "--check"])?;
         step("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
@@ -56,10 +67,46 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "-p",
             "mote-runtime",
             "--no-default-features",
+            "--features",
+            "mote-runtime/vit,mote-runtime/transformer,mote-runtime/ssm",
             "--target-dir",
             "target/stable",
         ],
     )?;
+    if !a.no_firmware {
+        firmware_steps()?;
+    }
     println!("\nci: all steps passed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The firmware: no_std builds of the runtime per model family, then the QEMU and chip
+/// steps of `ci_firmware`.
+fn firmware_steps() -> Result<()> {
+    for features in ["vit", "transformer", "ssm", "defmt"] {
+        step(
+            &format!("no_std runtime, feature {features} only"),
+            &[
+                "build",
+                "-p",
+                "mote-runtime",
+                "--no-default-features",
+                "--features",
+                features,
+                "--target",
+                "thumbv7em-none-eabihf",
+            ],
+        )?;
+    }
+    // runtime and kernels for both embedded targets, every feature set built above
+    for target in ["thumbv7em-none-eabihf", "thumbv8m.main-none-eabihf"] {
+        let deps = crate::workspace_root().join("target").join(target).join("debug/deps");
+        let n = crate::ci_firmware::check_no_alloc_std(&deps)?;
+        println!("no alloc, no std: {n} crates built for {target} (runtime, kernels and their dependencies)");
+    }
+    println!("\n==> firmware: 3 models x 3 emulated boards vs the host, ViT-only, heap, chips");
+    let start = Instant::now();
+    crate::ci_firmware::run()?;
+    println!("<== firmware ok ({:.0} s)", start.elapsed().as_secs_f64());
+    Ok(())
 }

@@ -80,5 +80,37 @@ pub fn run(a: Args) -> Result<ExitCode> {
         out.display(),
         dir.join("test.safetensors").display()
     );
+    on_the_m4(&out, &test)
+}
+
+/// Images the demo runs on the emulated Cortex-M4.
+const BOARD_IMAGES: usize = 4;
+
+/// The same model on an emulated Cortex-M4 (QEMU mps2-an386), compared with the host.
+fn on_the_m4(model: &std::path::Path, test: &BTreeMap<String, HostTensor>) -> Result<ExitCode> {
+    println!("\nOn a microcontroller: the firmware on an emulated Cortex-M4F (QEMU mps2-an386), {BOARD_IMAGES} images");
+    if !crate::qemu::qemu_present() {
+        println!("skipped: {}", crate::qemu::QEMU_INSTALL);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let board = crate::firmware::board("m4")?;
+    let o = crate::qemu::compare_on_board(
+        model,
+        &board,
+        test,
+        Some(BOARD_IMAGES),
+        None,
+        &crate::firmware::BuildOptions::default(),
+        std::time::Duration::from_secs(300),
+    )?;
+    crate::qemu::print_outcome(&board, &o, false);
+    if !o.passed() {
+        bail!("the board's logits differ from the host's");
+    }
+    println!(
+        "\nrun it yourself:  cargo xtask qemu {} --board m4 --input {} --items {BOARD_IMAGES} --profile",
+        model.display(),
+        crate::workspace_root().join("demo/digits-vit/test.safetensors").display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,10 +2,14 @@
 
 mod bench;
 mod ci;
+mod ci_firmware;
 mod convert;
 mod demo;
+mod elf;
+mod firmware;
 mod infer;
 mod inspect;
+mod qemu;
 mod text;
 mod util;
 
@@ -39,6 +43,10 @@ enum Cmd {
     Demo(demo::Args),
     /// Benchmarks: machine peak, kernels (reference vs fast path), models end to end.
     Bench(bench::Args),
+    /// Build the firmware for an emulated Cortex-M, run it in QEMU, compare with the host.
+    Qemu(qemu::Args),
+    /// Build the firmware for a real chip and run it through probe-rs (defmt over RTT).
+    Flash(firmware::FlashArgs),
     /// Everything CI checks: fmt, clippy, tests, no_std builds, stable scalar build.
     Ci(ci::Args),
 }
@@ -59,6 +67,8 @@ fn main() -> ExitCode {
         Cmd::Embed(a) => text::run_embed(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Qemu(a) => qemu::run_qemu(a),
+        Cmd::Flash(a) => firmware::run_flash(a),
         Cmd::Ci(a) => ci::run(a),
     };
     match result {
