@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Model::parse(&bytes)?;
     let mut arena = vec![0u8; Interpreter::arena_bytes_for(&model)];
     let mut interp = Interpreter::new(&model, &mut arena).map_err(|e| format!("{e:?}"))?;
-    let prompt: Vec<i32> = (0..16).map(|i| 1 + (i * 7919 % 31999) as i32).collect();
+    let prompt: Vec<i32> = (0..16).map(|i| 1 + i * 7919 % 31999).collect();
     let mut best = 0f64;
     for _ in 0..5 {
         interp.reset();
