@@ -110,6 +110,8 @@ fn tile<const R: usize>(
     let ninf = F32x8::splat(f32::NEG_INFINITY);
     let mut p = [[F32x8::splat(0.0); 2]; R];
     let mut live = [false; R];
+    // Each row's accumulator is rescaled as PV loads it (1 when its max did not move).
+    let mut resc = [1f32; R];
     for r in 0..R {
         // Keys j0 .. j0+seen of the block are visible to this query (kb <= KB fits i32).
         let seen = if s.causal { (s.q_pos0 + i0 + r0 + r + 1).saturating_sub(j0).min(kb) } else { kb };
@@ -130,13 +132,7 @@ fn tile<const R: usize>(
         rows.l[r0 + r] = rows.l[r0 + r] * rescale + (e[0] + e[1]).reduce_sum();
         rows.m[r0 + r] = m_new;
         p[r] = e;
-        if rescale != 1.0 {
-            let o = &mut out[(i0 + r0 + r) * width + h * hd..][..hd];
-            let rs = F32x8::splat(rescale);
-            for c in o.chunks_exact_mut(LANES) {
-                c.copy_from_slice((F32x8::from_slice(c) * rs).as_array());
-            }
-        }
+        resc[r] = rescale;
     }
     if !live.iter().any(|&x| x) {
         return;
@@ -153,8 +149,9 @@ fn tile<const R: usize>(
     while d0 + 2 * LANES <= hd {
         let mut o = [[F32x8::splat(0.0); 2]; R];
         for r in 0..R {
-            o[r][0] = F32x8::from_slice(&out[orow(r) + d0..][..LANES]);
-            o[r][1] = F32x8::from_slice(&out[orow(r) + d0 + LANES..][..LANES]);
+            let rs = F32x8::splat(resc[r]);
+            o[r][0] = F32x8::from_slice(&out[orow(r) + d0..][..LANES]) * rs;
+            o[r][1] = F32x8::from_slice(&out[orow(r) + d0 + LANES..][..LANES]) * rs;
         }
         for c in 0..kb {
             let vr = &v[(j0 + c) * s.kv_stride + col + d0..][..2 * LANES];
@@ -172,7 +169,8 @@ fn tile<const R: usize>(
         d0 += 2 * LANES;
     }
     if d0 < hd {
-        let mut o: [F32x8; R] = core::array::from_fn(|r| F32x8::from_slice(&out[orow(r) + d0..][..LANES]));
+        let mut o: [F32x8; R] =
+            core::array::from_fn(|r| F32x8::from_slice(&out[orow(r) + d0..][..LANES]) * F32x8::splat(resc[r]));
         for c in 0..kb {
             let v0 = F32x8::from_slice(&v[(j0 + c) * s.kv_stride + col + d0..][..LANES]);
             for r in 0..R {
