@@ -43,6 +43,8 @@ pub enum Error {
     TokenCount { got: usize, max: usize },
     /// A value read from an input is out of the range the model accepts.
     InputOutOfRange { index: usize, value: i64, limit: i64 },
+    /// An f32 input holds a NaN or an infinity (checked by `set_input`).
+    NonFiniteInput { index: usize },
 }
 
 impl fmt::Display for Error {
@@ -87,6 +89,7 @@ impl fmt::Display for Error {
             InputOutOfRange { index, value, limit } => {
                 write!(f, "input element {index} is {value}, outside the accepted range 0..{limit}")
             }
+            NonFiniteInput { index } => write!(f, "input element {index} is NaN or infinite; inputs must be finite"),
         }
     }
 }
