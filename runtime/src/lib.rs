@@ -33,7 +33,7 @@ pub use error::Error;
 pub use format::{DType, OpCode, Storage};
 pub use interpreter::Interpreter;
 pub use model::{Model, OpRecord, Shape, TensorInfo};
-pub use mote_kernels::{Activation, kernel_path};
+pub use mote_kernels::{Activation, force_scalar, kernel_path};
 pub use sampler::Sampler;
 
 pub type Result<T> = core::result::Result<T, Error>;
