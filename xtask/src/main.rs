@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod ci_hostile;
 mod convert;
 mod demo;
 mod infer;
