@@ -116,7 +116,7 @@ fn build(rows: usize, width: usize, steps: &[Step], extra_output: usize) -> Grap
             }
             Step::Glu { x, act } => {
                 let x = pick(x);
-                if g.tensor(x).cols() % 2 != 0 {
+                if !g.tensor(x).cols().is_multiple_of(2) {
                     continue;
                 }
                 g.glu(&name, x, Activation::from_code(act).unwrap_or(Activation::None))

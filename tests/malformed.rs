@@ -337,7 +337,8 @@ fn structural_bit_flips_never_panic() {
     // parameter within its range).
     let base = vit();
     let table = u32_at(base, header::SECTION_TABLE) as usize;
-    let mut ranges = vec![format::CHECKSUM_START..table + 6 * SECTION_ENTRY_BYTES];
+    let header_and_table = format::CHECKSUM_START..table + 6 * SECTION_ENTRY_BYTES;
+    let mut ranges = vec![header_and_table];
     for kind in [section::META, section::TENSORS, section::OPS, section::IO] {
         let (_, off, len) = section_entry(base, kind);
         ranges.push(off..off + len);
