@@ -26,6 +26,8 @@ mod interpreter;
 mod model;
 mod ops;
 pub mod sampler;
+#[cfg(test)]
+mod tests;
 
 pub use align::Aligned;
 pub use crc32::crc32;
