@@ -10,6 +10,8 @@
 //! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![cfg_attr(feature = "simd", feature(portable_simd))]
+// Under Miri only (always nightly): `core`'s sqrt stands in for libm's x86 inline assembly.
+#![cfg_attr(miri, feature(core_float_math))]
 
 pub mod activation;
 pub mod attention;
