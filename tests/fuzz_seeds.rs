@@ -76,19 +76,46 @@ fn checkpoint_seeds_convert_to_the_mote_seeds() {
     }
 }
 
+/// A fuzzer input as the `parse_run` target sees it: the checksum fixed unless byte 63
+/// is odd.
+fn as_the_target_sees_it(mut b: Vec<u8>) -> Vec<u8> {
+    if b.len() >= 64 && b[63] & 1 == 0 {
+        let file_bytes = u32::from_le_bytes(b[header::FILE_BYTES..][..4].try_into().unwrap()) as usize;
+        let end = if (64..=b.len()).contains(&file_bytes) { file_bytes } else { b.len() };
+        let crc = mote_runtime::crc32(&b[CHECKSUM_START..end]);
+        b[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+    b
+}
+
+/// Inputs that crashed a fuzz target (`fuzz/regressions/<target>/<what was wrong>`), each
+/// with the error it must now give. The tests run with debug assertions, as the fuzzer
+/// did, so a kernel handed lengths the parser should have refused panics here.
+#[test]
+fn fuzz_crashes_stay_fixed() {
+    let cases: [(&str, &str); 1] = [
+        // LayerNorm's gamma was a token-row activation: [max_tokens, 2] has `dim` elements
+        // at max_tokens rows, but a one-token call passed 2 to the kernel.
+        ("layer_norm_gamma_token_rows", "token rows"),
+    ];
+    let dir = root().join("fuzz/regressions/parse_run");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), cases.len(), "a regression file without a case here");
+    for (file, want) in cases {
+        let b = as_the_target_sees_it(std::fs::read(dir.join(file)).unwrap());
+        let buf = AlignedBytes::new(&b);
+        match Model::parse(&buf) {
+            Err(e) => assert!(e.to_string().contains(want), "{file}: {e}"),
+            Ok(_) => panic!("{file}: parses"),
+        }
+    }
+}
+
 #[test]
 fn replay_another_corpus() {
     let Some(dir) = std::env::var_os("MOTE_FUZZ_CORPUS") else { return };
     let mut counts = [0usize; 3];
     for e in std::fs::read_dir(dir).unwrap() {
-        let mut b = std::fs::read(e.unwrap().path()).unwrap();
-        // As the target does: fix the checksum unless byte 63 is odd.
-        if b.len() >= 64 && b[63] & 1 == 0 {
-            let file_bytes = u32::from_le_bytes(b[header::FILE_BYTES..][..4].try_into().unwrap()) as usize;
-            let end = if (64..=b.len()).contains(&file_bytes) { file_bytes } else { b.len() };
-            let crc = mote_runtime::crc32(&b[CHECKSUM_START..end]);
-            b[header::CHECKSUM..header::CHECKSUM + 4].copy_from_slice(&crc.to_le_bytes());
-        }
+        let b = as_the_target_sees_it(std::fs::read(e.unwrap().path()).unwrap());
         counts[parse_and_run(&b) as usize] += 1;
     }
     println!("refused {}, parsed only {}, ran {}", counts[0], counts[1], counts[2]);

@@ -30,11 +30,20 @@ pub fn run() -> Result<()> {
         std::fs::create_dir_all(crate::workspace_root().join(&scratch))?;
         // Paths are relative to the workspace root, where cargo runs the fuzzer.
         let seeds = format!("fuzz/corpus/{target}");
+        // Inputs that once crashed the target are replayed with the seeds.
+        let regressions = format!("fuzz/regressions/{target}");
+        let mut dirs = vec![scratch.as_str(), seeds.as_str()];
+        if crate::workspace_root().join(&regressions).is_dir() {
+            dirs.push(&regressions);
+        }
         let time = format!("-max_total_time={secs}");
         let runs = if secs == 0 { "-runs=0" } else { "-timeout=10" };
         step(
             &format!("fuzz {target}: replay the corpus, then {secs} s"),
-            &["fuzz", "run", "-O", "--fuzz-dir", "fuzz", target, &scratch, &seeds, "--", &time, runs],
+            // cargo-fuzz's default build: optimised, with debug assertions and overflow
+            // checks, so a kernel handed lengths the parser should have refused (its
+            // `debug_assert!`s) or an arithmetic overflow is a crash too.
+            &[&["fuzz", "run", "--fuzz-dir", "fuzz", target][..], &dirs, &["--", &time, runs]].concat(),
         )?;
     }
     Ok(())
