@@ -45,9 +45,14 @@ fn run_once(model: &Model<'_>, it: &mut Interpreter<'_, '_>, n: usize) -> crate:
     it.invoke()
 }
 
+/// Under Miri (which interprets every step, far slower) the first model; natively all eight.
+fn seeds() -> &'static [(&'static str, &'static Aligned<[u8]>)] {
+    if cfg!(miri) { &SEEDS[..1] } else { &SEEDS }
+}
+
 #[test]
 fn every_seed_parses_and_runs_deterministically() {
-    for (name, bytes) in SEEDS {
+    for &(name, bytes) in seeds() {
         let model = Model::parse(&bytes.0).unwrap_or_else(|e| panic!("{name}: {e}"));
         let outputs = |fill: u8| {
             let mut arena = vec![fill; Interpreter::arena_bytes_for(&model)];
@@ -64,7 +69,11 @@ fn every_seed_parses_and_runs_deterministically() {
             }
             out
         };
-        assert_eq!(outputs(0), outputs(0xFF), "{name}: the arena's old bytes changed the outputs");
+        if cfg!(miri) {
+            outputs(0xFF);
+        } else {
+            assert_eq!(outputs(0), outputs(0xFF), "{name}: the arena's old bytes changed the outputs");
+        }
     }
 }
 
@@ -72,11 +81,11 @@ fn every_seed_parses_and_runs_deterministically() {
 fn structural_flips_are_errors_or_run() {
     // A sample of single-bit flips in the header and the tables of one seed, with the
     // checksum fixed, each parsed and (when it parses) run: never a panic.
-    let (_, bytes) = SEEDS[4];
+    let (_, bytes) = SEEDS[0];
     let len = bytes.0.len();
     let mut copy = Aligned([0u8; 8192]);
     assert!(len <= copy.0.len());
-    let step = if cfg!(miri) { 97 } else { 7 };
+    let step = if cfg!(miri) { 509 } else { 7 };
     for pos in (CHECKSUM_START..len.min(2048)).step_by(step) {
         copy.0[..len].copy_from_slice(&bytes.0);
         copy.0[pos] ^= 1 << (pos % 8);
