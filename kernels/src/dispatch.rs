@@ -2,6 +2,8 @@
 //! has what it needs, else the scalar reference. The public entry points of each op
 //! family (`matmul::matmul`, `attention::attention`, ...) go through here.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 /// The kernel path in use, e.g. for benchmark reports.
 pub fn path() -> &'static str {
     if simd_active() {
@@ -15,12 +17,23 @@ pub fn path() -> &'static str {
     }
 }
 
+/// Set by [`force_scalar`].
+static FORCE_SCALAR: AtomicBool = AtomicBool::new(false);
+
+/// Makes every kernel of this process take the scalar reference path (`true`), as a
+/// build without the `simd` feature does, or lets the SIMD path run again (`false`).
+/// For host-side checks of what a board running the scalar path computes; tests use it
+/// to measure the SIMD-vs-scalar difference of whole models.
+pub fn force_scalar(on: bool) {
+    FORCE_SCALAR.store(on, Ordering::Relaxed);
+}
+
 /// Whether the SIMD kernels run.
 #[inline]
 pub fn simd_active() -> bool {
     #[cfg(feature = "simd")]
     {
-        crate::simd::available()
+        !FORCE_SCALAR.load(Ordering::Relaxed) && crate::simd::available()
     }
     #[cfg(not(feature = "simd"))]
     {

@@ -10,6 +10,8 @@
 //! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![cfg_attr(feature = "simd", feature(portable_simd))]
+// Under Miri only (always nightly): `core`'s sqrt stands in for libm's x86 inline assembly.
+#![cfg_attr(miri, feature(core_float_math))]
 
 pub mod activation;
 pub mod attention;
@@ -24,7 +26,7 @@ pub mod rope;
 pub mod scan;
 #[cfg(feature = "simd")]
 pub(crate) mod simd;
-pub use dispatch::{path as kernel_path, simd_active};
+pub use dispatch::{force_scalar, path as kernel_path, simd_active};
 mod src;
 pub mod wkv;
 

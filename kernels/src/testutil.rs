@@ -14,11 +14,18 @@ use crate::Activation;
 /// the 4- and 8-lane boundaries of the future SIMD kernels, and past 16.
 pub const EDGE_SIZES: [usize; 10] = [0, 1, 3, 4, 5, 7, 8, 9, 16, 17];
 
-/// Proptest settings: `cases` cases, unless `PROPTEST_CASES` is set (for a deeper run).
+/// Proptest settings: `cases` cases, unless `PROPTEST_CASES` is set (for a deeper run);
+/// one under Miri.
 pub fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = cases;
+    }
+    if cfg!(miri) {
+        // Miri interprets every step (~1000x slower): one case still walks the code
+        // paths for undefined behaviour; failure files would need file-system access.
+        config.cases = 1;
+        config.failure_persistence = None;
     }
     config
 }

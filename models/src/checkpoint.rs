@@ -61,9 +61,8 @@ impl Checkpoint {
         } else {
             vec!["model.safetensors".to_string()]
         };
-        let mut files = Vec::new();
-        let mut entries = HashMap::new();
-        for (fi, name) in shard_names.iter().enumerate() {
+        let mut shards = Vec::new();
+        for name in &shard_names {
             if name.contains('/') || name.contains("..") {
                 return Err(Error::Json {
                     path: index_path.clone(),
@@ -72,6 +71,25 @@ impl Checkpoint {
             }
             let path = dir.join(name);
             let bytes = read_file(&path)?;
+            shards.push((path, bytes));
+        }
+        Self::index(dir.to_path_buf(), config, shards)
+    }
+
+    /// A checkpoint from bytes in memory: the `config.json` text and one safetensors
+    /// file. Validates exactly as [`open`](Self::open) does (the fuzzer's entry point;
+    /// errors name `config.json` and `model.safetensors`).
+    pub fn from_bytes(config_json: &[u8], safetensors: Vec<u8>) -> Result<Self> {
+        let config = serde_json::from_slice(config_json)
+            .map_err(|e| Error::Json { path: PathBuf::from("config.json"), msg: e.to_string() })?;
+        Self::index(PathBuf::from("."), config, vec![(PathBuf::from("model.safetensors"), safetensors)])
+    }
+
+    /// Validates and indexes every safetensors file (`(path, bytes)` per shard).
+    fn index(dir: PathBuf, config: serde_json::Value, shards: Vec<(PathBuf, Vec<u8>)>) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut entries = HashMap::new();
+        for (fi, (path, bytes)) in shards.into_iter().enumerate() {
             let err = |e: safetensors::SafeTensorError| Error::Safetensors { path: path.clone(), msg: e.to_string() };
             // Full validation (header, offsets, sizes) first; then index by byte range.
             SafeTensors::deserialize(&bytes).map_err(err)?;
@@ -91,7 +109,7 @@ impl Checkpoint {
             }
             files.push(bytes);
         }
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, files, entries })
+        Ok(Checkpoint { dir, config, files, entries })
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -124,8 +142,12 @@ impl Checkpoint {
             msg: format!("tensor {name:?} lies outside its file"),
         })?;
         let mut t = decode(name, e.dtype, &e.shape, bytes)?;
-        if t.as_f32().is_none() {
+        let Some(values) = t.as_f32() else {
             return Err(Error::TensorDType { name: name.to_string(), dtype: format!("{:?}", e.dtype) });
+        };
+        // Refused here, by the checkpoint's own name, before weights are fused or transposed.
+        if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { name: name.to_string(), value: bad });
         }
         t.shape = expected.to_vec();
         Ok(t)

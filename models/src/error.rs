@@ -31,7 +31,7 @@ pub enum Error {
     OverBudget { what: &'static str, needed: usize, budget: usize },
     #[error("model too large for the .mote format: {what}")]
     TooLarge { what: String },
-    #[error("internal planner error: {0}")]
+    #[error("graph or plan check failed: {0}")]
     Plan(String),
 }
 

@@ -159,6 +159,7 @@ pub fn build_graph(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Graph> {
 
 /// Plans, verifies and writes a graph.
 pub fn compile(g: &Graph, opts: &ConvertOptions) -> Result<Converted> {
+    planner::check_dataflow(g).map_err(Error::Plan)?;
     let plan = planner::plan(g);
     planner::verify(g, &plan).map_err(Error::Plan)?;
     let bytes = writer::write(g, &plan)?;
@@ -197,6 +198,13 @@ pub fn compile(g: &Graph, opts: &ConvertOptions) -> Result<Converted> {
 /// Converts a Hugging Face model directory.
 pub fn convert_dir(dir: &Path, opts: &ConvertOptions) -> Result<Converted> {
     let ckpt = Checkpoint::open(dir)?;
+    let g = build_graph(&ckpt, opts)?;
+    compile(&g, opts)
+}
+
+/// Converts a checkpoint held in memory: `config.json` text and one safetensors file.
+pub fn convert_bytes(config_json: &[u8], safetensors: Vec<u8>, opts: &ConvertOptions) -> Result<Converted> {
+    let ckpt = Checkpoint::from_bytes(config_json, safetensors)?;
     let g = build_graph(&ckpt, opts)?;
     compile(&g, opts)
 }

@@ -123,9 +123,39 @@ fn lower_bound(g: &Graph, life: &[Option<Life>]) -> usize {
     live.into_iter().max().unwrap_or(0)
 }
 
+/// Checks a graph before it is planned: every tensor id names a tensor, and every
+/// activation an op reads is a model input or the output of an earlier op (ops run in
+/// order, so anything else is a cycle or a tensor nobody writes).
+pub fn check_dataflow(g: &Graph) -> Result<(), String> {
+    let n = g.tensors.len();
+    let ids = g.inputs.iter().chain(&g.outputs).copied();
+    let ids = ids.chain(g.ops.iter().flat_map(|op| op.inputs.iter().flatten().copied().chain([op.output])));
+    if let Some(bad) = ids.into_iter().find(|&id| id as usize >= n) {
+        return Err(format!("tensor id {bad} does not exist ({n} tensors)"));
+    }
+    let mut written = vec![false; n];
+    for &i in &g.inputs {
+        written[i as usize] = true;
+    }
+    for (i, op) in g.ops.iter().enumerate() {
+        for &id in op.inputs.iter().flatten() {
+            if matches!(g.tensors[id as usize].kind, TensorKind::Activation) && !written[id as usize] {
+                return Err(format!(
+                    "op #{i} ({}) reads {} before any op writes it (a cycle, or a tensor nobody produces)",
+                    op.opcode.name(),
+                    g.tensors[id as usize].name
+                ));
+            }
+        }
+        written[op.output as usize] = true;
+    }
+    Ok(())
+}
+
 /// Checks a plan: every arena tensor placed, aligned and inside the arena; persistent
 /// tensors inside the persistent region; no two tensors live at the same time overlap.
 pub fn verify(g: &Graph, plan: &Plan) -> Result<(), String> {
+    check_dataflow(g)?;
     let life = lifetimes(g);
     let name = |i: usize| &g.tensors[i].name;
     for (i, t) in g.tensors.iter().enumerate() {

@@ -37,7 +37,11 @@ pub struct VitConfig {
 
 impl VitConfig {
     pub fn from_json(cfg: &Value) -> Result<Self> {
-        let (ph, pw) = config::usize_pair(cfg, "patch_size").or(Ok::<_, Error>((16, 16)))?;
+        // Absent: transformers' default; present: it must be valid (0 or a string is an error).
+        let (ph, pw) = match cfg.get("patch_size") {
+            None | Some(Value::Null) => (16, 16),
+            Some(_) => config::usize_pair(cfg, "patch_size")?,
+        };
         if ph != pw {
             return Err(Error::Unsupported {
                 key: "patch_size".into(),

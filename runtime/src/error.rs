@@ -46,6 +46,8 @@ pub enum Error {
     InputOutOfRange { index: usize, value: i64, limit: i64 },
     /// The model uses an op whose family this runtime was built without.
     OpDisabled { index: u32, op: &'static str, feature: &'static str },
+    /// An f32 input holds a NaN or an infinity (checked by `set_input`).
+    NonFiniteInput { index: usize },
 }
 
 impl fmt::Display for Error {
@@ -94,6 +96,7 @@ impl fmt::Display for Error {
                 f,
                 "op #{index} ({op}) is not compiled into this runtime: enable the mote-runtime feature `{feature}`"
             ),
+            NonFiniteInput { index } => write!(f, "input element {index} is NaN or infinite; inputs must be finite"),
         }
     }
 }

@@ -171,11 +171,17 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         bytemuck::try_cast_slice_mut(self.bytes_mut(&t)?).map_err(|_| Error::Misaligned { what: "input", align: 4 })
     }
 
-    /// Copies `data` into the f32 input called `name`; the length must match exactly.
+    /// Copies `data` into the f32 input called `name`; the length must match exactly and
+    /// every value must be finite ([`Error::NonFiniteInput`] names the first that is not:
+    /// a NaN would otherwise spread silently through every later op). [`input_mut`]
+    /// (Self::input_mut) writes in place without this check.
     pub fn set_input(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let dst = self.input_mut(name)?;
         if dst.len() != data.len() {
             return Err(Error::InputSize { expected: dst.len(), got: data.len() });
+        }
+        if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteInput { index });
         }
         dst.copy_from_slice(data);
         Ok(())

@@ -27,6 +27,8 @@ mod interpreter;
 mod model;
 mod ops;
 pub mod sampler;
+#[cfg(test)]
+mod tests;
 
 pub use align::Aligned;
 pub use crc32::crc32;
@@ -34,7 +36,7 @@ pub use error::Error;
 pub use format::{DType, OpCode, Storage};
 pub use interpreter::{Interpreter, OpHook};
 pub use model::{Model, OpRecord, Shape, TensorInfo};
-pub use mote_kernels::{Activation, kernel_path};
+pub use mote_kernels::{Activation, force_scalar, kernel_path};
 pub use sampler::Sampler;
 
 pub type Result<T> = core::result::Result<T, Error>;

@@ -216,6 +216,7 @@ impl<'a> Model<'a> {
             let op = model.decode_op(i)?;
             crate::families::check(i as u32, op.opcode)?;
             ops::validate(&model, i as u32, &op)?;
+            model.check_producers(i, &op)?;
         }
         Ok(model)
     }
@@ -391,6 +392,27 @@ impl<'a> Model<'a> {
             *slot = field(32 + 4 * i);
         }
         Ok(OpRecord { opcode, output: field(4), inputs, params })
+    }
+
+    /// Every scratch tensor op `index` reads is a model input or the output of an
+    /// earlier op: ops run in file order, so a read of a tensor written only later (or by
+    /// the op itself) is a cycle, and one never written reads stale bytes.
+    fn check_producers(&self, index: usize, op: &OpRecord) -> Result<()> {
+        let produced = |id: u32| {
+            (0..self.n_inputs).any(|i| self.input_id(i) == Some(id))
+                || (0..index).any(|j| u32_at(self.ops, j * format::OP_RECORD_BYTES + 4) == Some(id))
+        };
+        for &id in op.inputs.iter().filter(|&&id| id != format::NONE) {
+            let scratch = self.tensor(id as usize).is_some_and(|t| t.storage == Storage::Arena);
+            if scratch && !produced(id) {
+                return Err(Error::BadOp {
+                    index: index as u32,
+                    opcode: op.opcode as u32,
+                    reason: "reads a scratch tensor that no earlier op writes and that is not an input (a cycle?)",
+                });
+            }
+        }
+        Ok(())
     }
 
     fn validate_io(&self) -> Result<()> {

@@ -96,6 +96,17 @@ impl<'a> Check<'_, 'a> {
     fn opt_operand(&self, slot: usize) -> Result<Option<TensorInfo<'a>>> {
         if self.op.inputs[slot] == NONE { Ok(None) } else { self.operand(slot).map(Some) }
     }
+    /// Input `slot`: an operand read whole whatever the call's token count (a weight,
+    /// gamma, bias, table, ...), so not a token-row tensor, of which a call on fewer
+    /// tokens than `max_tokens` would hand the kernel only the first rows.
+    fn fixed(&self, slot: usize) -> Result<TensorInfo<'a>> {
+        let t = self.operand(slot)?;
+        self.ensure(!t.seq, "a weight-like operand (weight, gamma, bias, table) has token rows")?;
+        Ok(t)
+    }
+    fn opt_fixed(&self, slot: usize) -> Result<Option<TensorInfo<'a>>> {
+        if self.op.inputs[slot] == NONE { Ok(None) } else { self.fixed(slot).map(Some) }
+    }
     fn opt_act(&self, slot: usize) -> Result<Option<TensorInfo<'a>>> {
         if self.op.inputs[slot] == NONE { Ok(None) } else { self.act(slot).map(Some) }
     }
@@ -182,8 +193,8 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             let image = c.act(0)?;
             c.ensure(!image.seq && !out.seq, "patch embedding has no token rows")?;
             c.elems_eq(&image, mul(ch, h).and_then(|x| mul(x, w)), "image size does not match c*h*w")?;
-            c.elems_eq(&c.operand(1)?, mul(dim, ch).and_then(|x| mul(x, p * p)), "weight is not [dim, c, p, p]")?;
-            if let Some(b) = c.opt_operand(2)? {
+            c.elems_eq(&c.fixed(1)?, mul(dim, ch).and_then(|x| mul(x, p * p)), "weight is not [dim, c, p, p]")?;
+            if let Some(b) = c.opt_fixed(2)? {
                 c.elems_eq(&b, Some(dim), "bias is not [dim]")?;
             }
             c.elems_eq(&out, mul((h / p) * (w / p), dim), "output is not [patches, dim]")?;
@@ -207,9 +218,9 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
             c.ensure(dim > 0 && x.shape.cols() == dim, "input rows are not [.., dim]")?;
-            c.elems_eq(&c.operand(1)?, Some(dim), "gamma is not [dim]")?;
+            c.elems_eq(&c.fixed(1)?, Some(dim), "gamma is not [dim]")?;
             if op.opcode == OpCode::LayerNorm
-                && let Some(b) = c.opt_operand(2)?
+                && let Some(b) = c.opt_fixed(2)?
             {
                 c.elems_eq(&b, Some(dim), "beta is not [dim]")?;
             }
@@ -294,13 +305,13 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.same_rows(&ids, &out)?;
             let (vocab, dim) = (c.param(0), c.param(1));
             c.ensure(vocab > 0 && dim > 0, "vocab and dim must be positive")?;
-            c.elems_eq(&c.operand(1)?, mul(vocab, dim), "table is not [vocab, dim]")?;
+            c.elems_eq(&c.fixed(1)?, mul(vocab, dim), "table is not [vocab, dim]")?;
             c.elems_eq(&out, mul(ids.elems(), dim), "output is not [ids, dim]")?;
         }
         OpCode::PositionEmbedding => {
             let (positions, dim) = (c.param(0), c.param(1));
             c.ensure(out.seq, "position embeddings are token rows")?;
-            c.elems_eq(&c.operand(0)?, mul(positions, dim), "table is not [positions, dim]")?;
+            c.elems_eq(&c.fixed(0)?, mul(positions, dim), "table is not [positions, dim]")?;
             c.ensure(out.shape.cols() == dim, "output rows are not [dim]")?;
             // Every position a call can reach must be in the table.
             let reach = model.max_context().max(model.max_tokens());
@@ -315,7 +326,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
                 mul(heads, head_dim).is_some_and(|w| w > 0 && w <= x.shape.cols()),
                 "rotated heads lie past the row",
             )?;
-            c.elems_eq(&c.operand(1)?, Some(head_dim / 2), "inv_freq is not [head_dim / 2]")?;
+            c.elems_eq(&c.fixed(1)?, Some(head_dim / 2), "inv_freq is not [head_dim / 2]")?;
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
         }
         OpCode::CausalConv1d => {
@@ -326,8 +337,8 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.same_rows(&x, &out)?;
             c.ensure(x.shape.cols() == ch, "x rows are not [channels]")?;
             c.state(1, mul(k - 1, ch))?;
-            c.elems_eq(&c.operand(2)?, mul(ch, k), "weight is not [channels, kernel]")?;
-            if let Some(b) = c.opt_operand(3)? {
+            c.elems_eq(&c.fixed(2)?, mul(ch, k), "weight is not [channels, kernel]")?;
+            if let Some(b) = c.opt_fixed(3)? {
                 c.elems_eq(&b, Some(ch), "bias is not [channels]")?;
             }
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
@@ -349,7 +360,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
                 bc.seq == x.seq && bc.shape.rows() == x.shape.rows() && Some(bc.shape.cols()) == mul(n, 2),
                 "bc is not [t, 2n]",
             )?;
-            c.elems_eq(&c.operand(4)?, mul(e, n + 1), "a_d is not [e, n + 1]")?;
+            c.elems_eq(&c.fixed(4)?, mul(e, n + 1), "a_d is not [e, n + 1]")?;
             c.state(5, mul(e, n))?;
             c.elems_eq(&out, Some(x.elems()), "output is not [t, e]")?;
         }
@@ -360,7 +371,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.same_rows(&x, &out)?;
             c.ensure(x.shape.cols() == d, "x rows are not [d]")?;
             c.state(1, Some(d))?;
-            c.elems_eq(&c.operand(2)?, mul(m, d), "mix is not [mixes, d]")?;
+            c.elems_eq(&c.fixed(2)?, mul(m, d), "mix is not [mixes, d]")?;
             c.ensure(
                 Some(out.shape.cols()) == mul(m, d) && out.shape.rows() == x.shape.rows(),
                 "output is not [t, mixes*d]",
@@ -378,8 +389,8 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
                     "k, v and r are not [t, a]",
                 )?;
             }
-            c.elems_eq(&c.operand(3)?, Some(a), "time_first is not [a]")?;
-            c.elems_eq(&c.operand(4)?, Some(a), "time_decay is not [a]")?;
+            c.elems_eq(&c.fixed(3)?, Some(a), "time_first is not [a]")?;
+            c.elems_eq(&c.fixed(4)?, Some(a), "time_decay is not [a]")?;
             c.state(5, mul(3, a))?;
             c.elems_eq(&out, Some(k.elems()), "output is not [t, a]")?;
         }

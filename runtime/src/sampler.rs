@@ -137,6 +137,9 @@ mod tests {
     }
 
     #[test]
+    // Frequencies over tens of thousands of draws (many minutes under Miri); the seeded
+    // tests, which Miri runs, cover the same code.
+    #[cfg_attr(miri, ignore)]
     fn temperature_one_follows_the_softmax() {
         let logits: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|x| x.ln()).collect();
         let f = freqs(&mut Sampler::new(42, 1.0, 0, 1.0), &logits, 40_000);
@@ -146,6 +149,9 @@ mod tests {
     }
 
     #[test]
+    // Frequencies over tens of thousands of draws (many minutes under Miri); the seeded
+    // tests, which Miri runs, cover the same code.
+    #[cfg_attr(miri, ignore)]
     fn top_k_and_top_p_cut_the_tail() {
         let logits: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|x| x.ln()).collect();
         // top-k 2: tokens 3 and 2 in the ratio 4:3.

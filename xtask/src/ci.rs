@@ -18,7 +18,7 @@ pub struct Args {
     pub no_firmware: bool,
 }
 
-fn step(title: &str, cargo_args: &[&str]) -> Result<()> {
+pub(crate) fn step(title: &str, cargo_args: &[&str]) -> Result<()> {
     // `+toolchain` is understood by the rustup proxy, not by a toolchain's own cargo.
     let cargo = if cargo_args.first().is_some_and(|a| a.starts_with('+')) {
         "cargo".to_string()
@@ -76,6 +76,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if !a.no_firmware {
         firmware_steps()?;
     }
+    crate::ci_hostile::run()?;
     println!("\nci: all steps passed");
     Ok(ExitCode::SUCCESS)
 }

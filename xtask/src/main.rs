@@ -3,6 +3,7 @@
 mod bench;
 mod ci;
 mod ci_firmware;
+mod ci_hostile;
 mod convert;
 mod demo;
 mod elf;

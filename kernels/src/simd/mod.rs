@@ -71,8 +71,9 @@ impl Load for f16 {
         {
             use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps};
             let h = &s[..LANES];
-            // SAFETY: `h` is 8 f16 = 16 readable bytes (unaligned load); this path only runs
-            // inside functions compiled with F16C after `available()` confirmed it.
+            // SAFETY: `h` is 8 f16 = 16 readable bytes (unaligned load); every caller is
+            // reached only through a kernel entry whose caller checked `available()`, so
+            // this CPU has F16C.
             let v = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast::<__m128i>())) };
             F32x8::from(v)
         }
