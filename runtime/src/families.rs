@@ -43,6 +43,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(all(feature = "vit", feature = "transformer", feature = "ssm"))]
     fn default_build_runs_every_op() {
         // The default features are every family: nothing may be missing.
         for code in 0..64 {

@@ -20,7 +20,17 @@ pub fn run() -> Result<()> {
     // path, which Miri cannot run: AVX2 intrinsics). Proptest cases are cut under Miri.
     step(
         "miri: scalar runtime and kernels",
-        &["miri", "test", "-p", "mote-runtime", "-p", "mote-kernels", "--no-default-features"],
+        &[
+            "miri",
+            "test",
+            "-p",
+            "mote-runtime",
+            "-p",
+            "mote-kernels",
+            "--no-default-features",
+            "--features",
+            "mote-runtime/vit,mote-runtime/transformer,mote-runtime/ssm",
+        ],
     )?;
     let secs = fuzz_seconds();
     for target in FUZZ_TARGETS {
