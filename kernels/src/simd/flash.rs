@@ -21,42 +21,15 @@ const QR: usize = 6;
 const KB: usize = 2 * LANES;
 /// Queries whose softmax state is kept at once (a multiple of QR).
 const QCHUNK: usize = 8 * QR;
-/// Largest head_dim this path takes (the packed block is MAX_HD x KB f32 = 16 KiB).
-pub(crate) const MAX_HD: usize = 256;
+/// Largest head_dim this path takes: a key block is packed by the GEMM's panel packer
+/// (`[head_dim][KB]`, at most KC x 16 f32 = 16 KiB).
+pub(crate) const MAX_HD: usize = super::gemm::KC;
 /// Fewest queries for which packing pays.
 pub(crate) const MIN_Q: usize = 4;
 
 /// Whether this path takes the shape (`head_dim` a lane multiple, at most MAX_HD).
 pub(crate) fn takes(s: &AttentionShape) -> bool {
     s.q_rows >= MIN_Q && s.head_dim.is_multiple_of(LANES) && s.head_dim <= MAX_HD
-}
-
-/// Packs keys `j0 .. j0+kb` of kv column `col` as `kt[d] = [k[j0+c, col+d] for c in 0..KB]`
-/// (keys past `kb` are zero; their scores are masked).
-#[inline(always)]
-fn pack_keys(k: &[f32], stride: usize, col: usize, hd: usize, j0: usize, kb: usize, kt: &mut [[F32x8; 2]; MAX_HD]) {
-    for half in 0..2 {
-        let c0 = half * LANES;
-        let cn = kb.saturating_sub(c0).min(LANES);
-        if cn == LANES {
-            let mut d = 0;
-            while d < hd {
-                let mut v: [F32x8; LANES] =
-                    core::array::from_fn(|c| F32x8::from_slice(&k[(j0 + c0 + c) * stride + col + d..][..LANES]));
-                super::gemm::transpose8(&mut v);
-                for (t, col_v) in v.into_iter().enumerate() {
-                    kt[d + t][half] = col_v;
-                }
-                d += LANES;
-            }
-        } else {
-            for (d, slot) in kt.iter_mut().enumerate().take(hd) {
-                slot[half] = F32x8::from_array(core::array::from_fn(|c| {
-                    if c < cn { k[(j0 + c0 + c) * stride + col + d] } else { 0.0 }
-                }));
-            }
-        }
-    }
 }
 
 /// The online-softmax state of the queries of one chunk.
@@ -204,7 +177,9 @@ pub(crate) fn flash(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, o
             let mut j0 = 0;
             while j0 < kv_end {
                 let kb = (kv_end - j0).min(KB);
-                pack_keys(k, s.kv_stride, col, hd, j0, kb, &mut kt);
+                // Keys are rows `kv_stride` apart from column `col`: the GEMM's `[n, k]`
+                // weight rows, packed transposed (`kt[d] = k[j0.., col + d]`, zero past kb).
+                super::gemm::pack(&k[col..], s.kv_stride, j0, kb, 0, hd, &mut kt);
                 let kt = &kt[..hd];
                 let mut r0 = 0;
                 while r0 < qc {

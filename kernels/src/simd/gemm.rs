@@ -23,7 +23,15 @@ pub(crate) const MIN_M: usize = 6;
 /// Packs `w[j0 .. j0+nr, k0 .. k0+kc]` as f32 into `panel[p] = [w[j0+c, k0+p] for c in 0..NR]`
 /// (columns past `nr` are zero).
 #[inline(always)]
-fn pack<W: Load>(w: &[W], k: usize, j0: usize, nr: usize, k0: usize, kc: usize, panel: &mut [[F32x8; 2]; KC]) {
+pub(crate) fn pack<W: Load>(
+    w: &[W],
+    k: usize,
+    j0: usize,
+    nr: usize,
+    k0: usize,
+    kc: usize,
+    panel: &mut [[F32x8; 2]; KC],
+) {
     let row = |c: usize| &w[(j0 + c) * k + k0..(j0 + c) * k + k0 + kc];
     let kv = kc - kc % LANES;
     for half in 0..2 {

@@ -190,7 +190,7 @@ fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
 
 /// The epilogue per row, in the reference's order: + bias, activation, + residual.
 #[inline(always)]
-fn epilogue(bias: Option<Src<'_>>, residual: Option<&[f32]>, act: Activation, out: &mut [f32], n: usize) {
+pub(crate) fn epilogue(bias: Option<Src<'_>>, residual: Option<&[f32]>, act: Activation, out: &mut [f32], n: usize) {
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
         match bias {
             Some(Src::F32(b)) => add_into(row, b),

@@ -82,11 +82,7 @@ fn dispatch_w(
             Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
             Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
         }
-        if let Some(b) = bias {
-            for row in out.chunks_exact_mut(dim) {
-                row.iter_mut().enumerate().for_each(|(d, o)| *o += b.get(d));
-            }
-        }
+        super::matmul::epilogue(bias, None, crate::activation::Activation::None, out, dim);
         return;
     }
     match weight {
