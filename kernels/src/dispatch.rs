@@ -8,13 +8,40 @@ use core::sync::atomic::{AtomicBool, Ordering};
 pub fn path() -> &'static str {
     if simd_active() {
         if cfg!(target_arch = "x86_64") {
-            "simd (x86-64 AVX2 + FMA + F16C, detected at run time)"
+            if wide_gemm() {
+                "simd (x86-64 AVX2 + FMA + F16C, AVX-512F GEMM; detected at run time)"
+            } else {
+                "simd (x86-64 AVX2 + FMA + F16C, detected at run time)"
+            }
         } else {
             "simd (core::simd, portable)"
         }
     } else {
         "scalar reference"
     }
+}
+
+/// Whether the matmuls with many rows run the AVX-512 GEMM (x86-64 with AVX-512F, unless
+/// [`force_avx2`] holds).
+fn wide_gemm() -> bool {
+    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
+    {
+        crate::simd::gemm512::available() && !crate::simd::narrow_forced()
+    }
+    #[cfg(not(all(feature = "simd", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// Makes the SIMD path keep to AVX2 on a CPU with AVX-512 (`true`), as on a CPU without
+/// it, or lets it use AVX-512 again (`false`). Tests use it to check both GEMMs on one
+/// machine; benchmarks to compare them.
+pub fn force_avx2(on: bool) {
+    #[cfg(feature = "simd")]
+    crate::simd::force_narrow(on);
+    #[cfg(not(feature = "simd"))]
+    let _ = on;
 }
 
 /// Set by [`force_scalar`].

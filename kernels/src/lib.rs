@@ -26,7 +26,7 @@ pub mod rope;
 pub mod scan;
 #[cfg(feature = "simd")]
 pub(crate) mod simd;
-pub use dispatch::{force_scalar, path as kernel_path, simd_active};
+pub use dispatch::{force_avx2, force_scalar, path as kernel_path, simd_active};
 mod src;
 pub mod wkv;
 

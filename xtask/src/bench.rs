@@ -189,22 +189,19 @@ fn to_f16(v: &[f32]) -> Vec<f16> {
 // ---------------------------------------------------------------------------------------
 // 1. The machine.
 
-/// Independent multiply-add chains: `CHAINS` accumulators of `LANES` f32 each, so that
+/// Independent multiply-add chains: `FMA_CHAINS` accumulators of `L` f32 each, so that
 /// every FMA unit has work while earlier results are still in flight (Zen: 2 FMA pipes x
 /// 4-cycle latency = 8 vectors in flight; 12 leaves margin).
 const FMA_CHAINS: usize = 12;
-const FMA_LANES: usize = 8;
-/// Flops per iteration of [`fma_chains`]: one multiply and one add per lane and chain.
-const FMA_FLOPS_PER_ITER: usize = 2 * FMA_CHAINS * FMA_LANES;
 
 /// `a = a * b + c` on every lane of every chain, `iters` times. Rust does not contract
 /// `a * b + c` into an FMA, so where the CPU has FMA (`fused`) the body says `mul_add`;
-/// the compiler keeps the 12 x 8 lanes in 12 vector registers.
+/// the compiler keeps the 12 chains of `L` lanes in 12 vector registers.
 #[inline(always)]
-fn fma_chains(iters: usize, fused: bool) -> f32 {
-    let mut acc = [[0.5f32; FMA_LANES]; FMA_CHAINS];
-    let b = black_box([0.999_9f32; FMA_LANES]);
-    let c = black_box([1e-6f32; FMA_LANES]);
+fn fma_chains<const L: usize>(iters: usize, fused: bool) -> f32 {
+    let mut acc = [[0.5f32; L]; FMA_CHAINS];
+    let b = black_box([0.999_9f32; L]);
+    let c = black_box([1e-6f32; L]);
     for _ in 0..iters {
         for a in acc.iter_mut() {
             for ((x, &b), &c) in a.iter_mut().zip(&b).zip(&c) {
@@ -218,26 +215,48 @@ fn fma_chains(iters: usize, fused: bool) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn fma_chains_avx2(iters: usize) -> f32 {
-    fma_chains(iters, true)
+    fma_chains::<8>(iters, true)
 }
 
-/// The FMA loop for this CPU, and what it runs on.
-fn fma_peak_loop() -> (fn(usize) -> f32, &'static str) {
+/// The same with AVX-512 intrinsics (the compiler does not widen the portable loop to
+/// 16-lane registers by itself).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn fma_chains_avx512(iters: usize) -> f32 {
+    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_reduce_add_ps, _mm512_set1_ps};
+    let mut acc = [_mm512_set1_ps(0.5); FMA_CHAINS];
+    let b = _mm512_set1_ps(black_box(0.999_9f32));
+    let c = _mm512_set1_ps(black_box(1e-6f32));
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, b, c);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// The widest FMA loop this CPU runs (what Mote's kernels can use on it), the flops of
+/// one iteration (one multiply and one add per lane and chain), and what it runs on.
+fn fma_peak_loop() -> (fn(usize) -> f32, usize, &'static str) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX-512F, AVX2 (implied) and FMA (checked just above).
+            return (|n| unsafe { fma_chains_avx512(n) }, 2 * FMA_CHAINS * 16, "AVX-512F, 12 chains x 16 lanes");
+        }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return (|n| unsafe { fma_chains_avx2(n) }, "AVX2 + FMA, 12 chains x 8 lanes");
+            return (|n| unsafe { fma_chains_avx2(n) }, 2 * FMA_CHAINS * 8, "AVX2 + FMA, 12 chains x 8 lanes");
         }
-        (|n| fma_chains(n, false), "SSE2 (no FMA on this CPU), 12 chains x 8 lanes")
+        (|n| fma_chains::<8>(n, false), 2 * FMA_CHAINS * 8, "SSE2 (no FMA on this CPU), 12 chains x 8 lanes")
     }
     #[cfg(target_arch = "aarch64")]
     {
-        (|n| fma_chains(n, true), "NEON FMLA, 12 chains x 8 lanes")
+        (|n| fma_chains::<8>(n, true), 2 * FMA_CHAINS * 8, "NEON FMLA, 12 chains x 8 lanes")
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
-        (|n| fma_chains(n, false), "portable, 12 chains x 8 lanes")
+        (|n| fma_chains::<8>(n, false), 2 * FMA_CHAINS * 8, "portable, 12 chains x 8 lanes")
     }
 }
 
@@ -303,12 +322,12 @@ impl Machine {
 }
 
 fn measure_machine(b: &Budget) -> Machine {
-    let (fma, fma_how) = fma_peak_loop();
-    let iters = 1 << 18; // 50 MFLOP a call
+    let (fma, flops_per_iter, fma_how) = fma_peak_loop();
+    let iters = (50_000_000 / flops_per_iter).next_power_of_two(); // about 50 MFLOP a call
     let t = best_time_per_call(b, || {
         black_box(fma(black_box(iters)));
     });
-    let fma_gflops = (iters * FMA_FLOPS_PER_ITER) as f64 / t / 1e9;
+    let fma_gflops = (iters * flops_per_iter) as f64 / t / 1e9;
 
     // Non-zero contents: a zeroed allocation could map every page to the one zero page.
     let buf = vec![0x0101_0101_0101_0101u64; b.dram_bytes / 8];

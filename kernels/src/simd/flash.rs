@@ -179,7 +179,7 @@ pub(crate) fn flash(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, o
                 let kb = (kv_end - j0).min(KB);
                 // Keys are rows `kv_stride` apart from column `col`: the GEMM's `[n, k]`
                 // weight rows, packed transposed (`kt[d] = k[j0.., col + d]`, zero past kb).
-                super::gemm::pack(&k[col..], s.kv_stride, j0, kb, 0, hd, &mut kt);
+                super::gemm::pack(&k[col..], s.kv_stride, j0, kb, 0, hd, &mut kt[..]);
                 let kt = &kt[..hd];
                 let mut r0 = 0;
                 while r0 < qc {

@@ -20,21 +20,21 @@ pub(crate) const KC: usize = 256;
 /// Below this many rows of x the panel is not reused enough to pay for packing.
 pub(crate) const MIN_M: usize = 6;
 
-/// Packs `w[j0 .. j0+nr, k0 .. k0+kc]` as f32 into `panel[p] = [w[j0+c, k0+p] for c in 0..NR]`
-/// (columns past `nr` are zero).
+/// Packs `w[j0 .. j0+nr, k0 .. k0+kc]` as f32 into `panel[p] = [w[j0+c, k0+p] for c in 0..8H]`
+/// (columns past `nr` are zero; `nr <= 8H`, `kc <= panel.len()`).
 #[inline(always)]
-pub(crate) fn pack<W: Load>(
+pub(crate) fn pack<W: Load, const H: usize>(
     w: &[W],
     k: usize,
     j0: usize,
     nr: usize,
     k0: usize,
     kc: usize,
-    panel: &mut [[F32x8; 2]; KC],
+    panel: &mut [[F32x8; H]],
 ) {
     let row = |c: usize| &w[(j0 + c) * k + k0..(j0 + c) * k + k0 + kc];
     let kv = kc - kc % LANES;
-    for half in 0..2 {
+    for half in 0..H {
         let c0 = half * LANES;
         if c0 >= nr {
             for p in panel.iter_mut().take(kc) {
@@ -131,7 +131,7 @@ pub(crate) fn gemm_with<'x, W: Load>(
         let mut j0 = 0;
         while j0 < n {
             let nr = (n - j0).min(NR);
-            pack(w, k, j0, nr, k0, kc, &mut panel);
+            pack(w, k, j0, nr, k0, kc, &mut panel[..]);
             let panel = &panel[..kc];
             let mut i0 = 0;
             while i0 < m {

@@ -220,9 +220,10 @@ fn add_into<W: Load>(row: &mut [f32], b: &[W]) {
     }
 }
 
+/// `WIDE`: the GEMM is the AVX-512 one (the caller is compiled with AVX-512F).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn dispatch_w(
+fn dispatch_w<const WIDE: bool>(
     x: &[f32],
     xs: usize,
     w: Src<'_>,
@@ -237,6 +238,10 @@ fn dispatch_w(
     match (w, m) {
         (Src::F16(w), 1) => matvec(&x[..k], w, out, k, n),
         (Src::F32(w), 1) => matvec(&x[..k], w, out, k, n),
+        #[cfg(target_arch = "x86_64")]
+        (Src::F16(w), m) if WIDE && m >= super::gemm::MIN_M => super::gemm512::gemm(x, xs, w, out, m, k, n),
+        #[cfg(target_arch = "x86_64")]
+        (Src::F32(w), m) if WIDE && m >= super::gemm::MIN_M => super::gemm512::gemm(x, xs, w, out, m, k, n),
         #[cfg(target_arch = "x86_64")]
         (Src::F16(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
         #[cfg(target_arch = "x86_64")]
@@ -262,7 +267,25 @@ fn avx2(
     k: usize,
     n: usize,
 ) {
-    dispatch_w(x, xs, w, bias, residual, act, out, m, k, n)
+    dispatch_w::<false>(x, xs, w, bias, residual, act, out, m, k, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn avx512(
+    x: &[f32],
+    xs: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    dispatch_w::<true>(x, xs, w, bias, residual, act, out, m, k, n)
 }
 
 /// The SIMD path of `ref_matmul_strided`. The caller has checked every length (so the
@@ -281,12 +304,15 @@ pub(crate) fn matmul_strided(
     n: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-    unsafe {
-        avx2(x, xs, w, bias, residual, act, out, m, k, n)
+    if super::gemm512::available() && !super::narrow_forced() {
+        // SAFETY: `gemm512::available()` confirmed AVX-512F on top of AVX2, FMA and F16C.
+        unsafe { avx512(x, xs, w, bias, residual, act, out, m, k, n) }
+    } else {
+        // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
+        unsafe { avx2(x, xs, w, bias, residual, act, out, m, k, n) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    dispatch_w(x, xs, w, bias, residual, act, out, m, k, n)
+    dispatch_w::<false>(x, xs, w, bias, residual, act, out, m, k, n)
 }
 
 #[cfg(test)]
@@ -327,11 +353,28 @@ mod tests {
         let mut want = vec![0f32; m * n];
         let mut got = vec![0f32; m * n];
         ref_matmul_strided(&x, xs, w, b, r, act, &mut want, m, k, n);
-        matmul_strided(&x, xs, w, b, r, act, &mut got, m, k, n);
-        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
-            let scale = (k as f32 + 2.0) * 2.0;
-            // Activations such as squared ReLU scale the error with the value.
-            assert!((g - w).abs() <= TOL_REL * scale * (1.0 + w.abs()), "m{m} k{k} n{n} xs{xs} [{idx}]: {g} vs {w}");
+        // Every path this CPU has, called directly (the dispatcher picks one of them).
+        for path in ["dispatch", "avx2", "avx512"] {
+            match path {
+                "dispatch" => matmul_strided(&x, xs, w, b, r, act, &mut got, m, k, n),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: this test machine has AVX2, FMA and F16C (`simd_path_is_active_here`).
+                "avx2" => unsafe { super::avx2(&x, xs, w, b, r, act, &mut got, m, k, n) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: checked just before.
+                "avx512" if super::super::gemm512::available() => unsafe {
+                    super::avx512(&x, xs, w, b, r, act, &mut got, m, k, n)
+                },
+                _ => continue,
+            }
+            for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+                let scale = (k as f32 + 2.0) * 2.0;
+                // Activations such as squared ReLU scale the error with the value.
+                assert!(
+                    (g - w).abs() <= TOL_REL * scale * (1.0 + w.abs()),
+                    "{path}: m{m} k{k} n{n} xs{xs} [{idx}]: {g} vs {w}"
+                );
+            }
         }
     }
 
@@ -352,13 +395,14 @@ mod tests {
         }
     }
 
-    /// The packed GEMM (m >= 6 on x86-64): several k blocks, partial panels, every edge
-    /// tile of rows, f16 and f32 weights, a strided x.
+    /// The packed GEMMs (m >= 6 on x86-64; AVX2 and, where the CPU has it, AVX-512):
+    /// several k blocks (of 256 and of 128), partial panels (of 16 and of 48), every edge
+    /// tile of rows (of 6 and of 8), f16 and f32 weights, a strided x.
     #[test]
     fn gemm_blocks_and_edges() {
-        for &m in &[6, 7, 11, 12, 13] {
-            for &k in &[8, 255, 256, 257, 520] {
-                for &n in &[1, 15, 16, 17, 40] {
+        for &m in &[6, 7, 8, 9, 11, 12, 13, 16, 17] {
+            for &k in &[8, 127, 128, 129, 255, 256, 257, 520] {
+                for &n in &[1, 15, 16, 17, 40, 47, 48, 49, 100] {
                     for f16w in [true, false] {
                         check(m, k, n, 3, f16w, true, true, Activation::Silu);
                     }

@@ -7,6 +7,8 @@ pub(crate) mod attention;
 pub(crate) mod flash;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm512;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -18,6 +20,19 @@ use half::f16;
 
 pub(crate) const LANES: usize = 8;
 pub(crate) type F32x8 = Simd<f32, LANES>;
+
+/// Set by [`crate::force_avx2`].
+static NARROW: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn force_narrow(on: bool) {
+    NARROW.store(on, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the AVX-512 kernels are switched off ([`crate::force_avx2`]).
+#[inline]
+pub(crate) fn narrow_forced() -> bool {
+    NARROW.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// Whether the SIMD kernels may run on this CPU.
 pub(crate) fn available() -> bool {

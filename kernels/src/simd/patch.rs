@@ -55,9 +55,10 @@ fn run<W: Load>(
     }
 }
 
+/// `WIDE`: the GEMM is the AVX-512 one (the caller is compiled with AVX-512F).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn dispatch_w(
+fn dispatch_w<const WIDE: bool>(
     image: &[f32],
     weight: Src<'_>,
     bias: Option<Src<'_>>,
@@ -79,6 +80,8 @@ fn dispatch_w(
         };
         let (m, k) = ((h / p) * gw, c * p * p);
         match weight {
+            Src::F16(wt) if WIDE => super::gemm512::gemm_with(xrow, p, wt, out, m, k, dim),
+            Src::F32(wt) if WIDE => super::gemm512::gemm_with(xrow, p, wt, out, m, k, dim),
             Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
             Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
         }
@@ -105,7 +108,24 @@ fn avx2(
     p: usize,
     dim: usize,
 ) {
-    dispatch_w(image, weight, bias, out, c, h, w, p, dim)
+    dispatch_w::<false>(image, weight, bias, out, c, h, w, p, dim)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn avx512(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    dispatch_w::<true>(image, weight, bias, out, c, h, w, p, dim)
 }
 
 /// The SIMD path of `ref_patch_embed`; the caller has checked every length and that
@@ -123,12 +143,15 @@ pub(crate) fn patch_embed(
     dim: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-    unsafe {
-        avx2(image, weight, bias, out, c, h, w, p, dim)
+    if super::gemm512::available() && !super::narrow_forced() {
+        // SAFETY: `gemm512::available()` confirmed AVX-512F on top of AVX2, FMA and F16C.
+        unsafe { avx512(image, weight, bias, out, c, h, w, p, dim) }
+    } else {
+        // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
+        unsafe { avx2(image, weight, bias, out, c, h, w, p, dim) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    dispatch_w(image, weight, bias, out, c, h, w, p, dim)
+    dispatch_w::<false>(image, weight, bias, out, c, h, w, p, dim)
 }
 
 #[cfg(test)]
@@ -150,17 +173,32 @@ mod tests {
         let mut want = vec![0f32; (h / p) * (w / p) * dim];
         let mut got = vec![1f32; want.len()];
         ref_patch_embed(&img, wt, bs, &mut want, c, h, w, p, dim);
-        patch_embed(&img, wt, bs, &mut got, c, h, w, p, dim);
-        let scale = (c * p * p) as f32;
-        for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= 2e-6 * scale + 1e-5, "{} vs {}", g, w);
+        // Every path this CPU has, called directly (the dispatcher picks one of them).
+        for path in ["dispatch", "avx2", "avx512"] {
+            got.fill(1.0);
+            match path {
+                "dispatch" => patch_embed(&img, wt, bs, &mut got, c, h, w, p, dim),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: this test machine has AVX2, FMA and F16C.
+                "avx2" => unsafe { super::avx2(&img, wt, bs, &mut got, c, h, w, p, dim) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: checked just before.
+                "avx512" if super::super::gemm512::available() => unsafe {
+                    super::avx512(&img, wt, bs, &mut got, c, h, w, p, dim)
+                },
+                _ => continue,
+            }
+            let scale = (c * p * p) as f32;
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 2e-6 * scale + 1e-5, "{path}: {} vs {}", g, w);
+            }
         }
     }
 
     proptest! {
         /// Enough patches (>= 6) with p >= 8 for the GEMM path on x86-64.
         #[test]
-        fn gemm_path_matches_reference(c in 1usize..4, p in 8usize..18, gh in 2usize..5, gw in 3usize..5, extra in 0usize..3, dim in 1usize..40, f16w: bool, b: bool) {
+        fn gemm_path_matches_reference(c in 1usize..4, p in 8usize..18, gh in 2usize..5, gw in 3usize..5, extra in 0usize..3, dim in 1usize..100, f16w: bool, b: bool) {
             check(c, p, gh, gw, extra, dim, f16w, b);
         }
 

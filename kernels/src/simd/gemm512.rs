@@ -1,0 +1,165 @@
+//! The GEMM of [`super::gemm`] for CPUs with AVX-512 (x86-64, chosen at run time):
+//! `out[m, n] = x[m, k] w[n, k]^T`, raw sums (the caller adds bias, activation, residual).
+//!
+//! Same structure, twice the width and more registers: the weights are packed a block of
+//! KC x NR = 128 x 48 at a time into an f32 panel (widened from f16 and transposed once,
+//! 24 KiB, half of L1), and every MR = 8 row tile of x runs an 8 x 48 micro-kernel over it:
+//! 24 zmm accumulators, three panel loads and eight broadcasts per step of k, 24 FMAs of
+//! sixteen lanes. 8 x 48 divides the encoder shapes (128 tokens; 192, 384, 576, 768 and
+//! 1536 columns) without edges.
+
+use super::gemm::pack;
+use super::{F32x8, Load};
+use core::simd::Simd;
+
+type F32x16 = Simd<f32, 16>;
+
+/// Rows of x per micro-tile.
+const MR: usize = 8;
+/// Panel width in 8-lane groups (the packer's unit): NR = 48 weight rows.
+const H: usize = 6;
+const NR: usize = 8 * H;
+/// Depth of one panel (NR x KC f32 = 24 KiB).
+const KC: usize = 128;
+
+/// Whether this CPU runs the AVX-512 GEMM (AVX-512F on top of what [`super::available`]
+/// checks). Cached after the first call.
+pub(crate) fn available() -> bool {
+    #[cfg(any(test, feature = "std"))]
+    {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static CACHE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
+        match CACHE.load(Ordering::Relaxed) {
+            2 => true,
+            1 => false,
+            _ => {
+                let ok = std::is_x86_feature_detected!("avx512f") && super::available();
+                CACHE.store(if ok { 2 } else { 1 }, Ordering::Relaxed);
+                ok
+            }
+        }
+    }
+    #[cfg(not(any(test, feature = "std")))]
+    {
+        cfg!(target_feature = "avx512f") && super::available()
+    }
+}
+
+/// `a * b + c` on sixteen lanes, one fused instruction.
+#[inline(always)]
+fn fma16(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
+    use core::arch::x86_64::_mm512_fmadd_ps;
+    // SAFETY: only reached from functions compiled with AVX-512F, after `available()`
+    // confirmed the CPU has it; the operation touches no memory.
+    F32x16::from(unsafe { _mm512_fmadd_ps(a.into(), b.into(), c.into()) })
+}
+
+/// A panel row of 48 f32 as three 16-lane vectors.
+#[inline(always)]
+fn row3(r: &[F32x8; H]) -> [F32x16; 3] {
+    // SAFETY: both are 48 contiguous f32 (`Simd<f32, N>` is laid out as `[f32; N]`, and
+    // its size is a multiple of its alignment, so arrays of it have no padding); every
+    // bit pattern is a valid f32. Read by value, so alignment does not matter.
+    unsafe { core::mem::transmute::<[F32x8; H], [F32x16; 3]>(*r) }
+}
+
+/// One R x NR tile over a panel: `out[r][..nr] (+)= Σ_p x[r][p] * panel[p]`.
+#[inline(always)]
+fn micro<const R: usize>(xr: [&[f32]; R], panel: &[[F32x8; H]], out: &mut [f32], n: usize, nr: usize, add: bool) {
+    let kc = panel.len();
+    // Rows cut to the panel's depth: the loop indexes without bounds checks.
+    let xr: [&[f32]; R] = core::array::from_fn(|r| &xr[r][..kc]);
+    let mut acc = [[F32x16::splat(0.0); 3]; R];
+    for (p, b) in panel.iter().enumerate() {
+        let b = row3(b);
+        for r in 0..R {
+            let a = F32x16::splat(xr[r][p]);
+            for (c, bv) in b.iter().enumerate() {
+                acc[r][c] = fma16(a, *bv, acc[r][c]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let o = &mut out[r * n..r * n + nr];
+        if nr == NR {
+            for (c, v) in acc.iter().enumerate() {
+                let dst = &mut o[c * 16..c * 16 + 16];
+                let v = if add { *v + F32x16::from_slice(dst) } else { *v };
+                dst.copy_from_slice(v.as_array());
+            }
+        } else {
+            let mut tile = [0f32; NR];
+            for (c, v) in acc.iter().enumerate() {
+                tile[c * 16..c * 16 + 16].copy_from_slice(v.as_array());
+            }
+            if add {
+                o.iter_mut().zip(&tile).for_each(|(o, t)| *o += t);
+            } else {
+                o.copy_from_slice(&tile[..nr]);
+            }
+        }
+    }
+}
+
+/// The panel, aligned to a cache line so its zmm loads never split lines.
+#[repr(align(64))]
+struct Panel([[F32x8; H]; KC]);
+
+/// The raw product with row `i` of x, columns `k0 .. k0+kc`, given by `xrow(i, k0, kc)`
+/// (k walked in blocks of `step`, capped at KC). The caller has checked every length.
+#[inline(always)]
+pub(crate) fn gemm_with<'x, W: Load>(
+    xrow: impl Fn(usize, usize, usize) -> &'x [f32],
+    step: usize,
+    w: &[W],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    let step = step.clamp(1, KC);
+    let mut panel = Panel([[F32x8::splat(0.0); H]; KC]);
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = (k - k0).min(step);
+        let mut j0 = 0;
+        while j0 < n {
+            let nr = (n - j0).min(NR);
+            pack(w, k, j0, nr, k0, kc, &mut panel.0[..]);
+            let panel = &panel.0[..kc];
+            let mut i0 = 0;
+            while i0 < m {
+                let mr = (m - i0).min(MR);
+                let o = &mut out[i0 * n + j0..];
+                let add = k0 > 0;
+                macro_rules! go {
+                    ($r:literal) => {
+                        micro::<$r>(core::array::from_fn(|r| xrow(i0 + r, k0, kc)), panel, o, n, nr, add)
+                    };
+                }
+                match mr {
+                    8 => go!(8),
+                    7 => go!(7),
+                    6 => go!(6),
+                    5 => go!(5),
+                    4 => go!(4),
+                    3 => go!(3),
+                    2 => go!(2),
+                    _ => go!(1),
+                }
+                i0 += mr;
+            }
+            j0 += nr;
+        }
+        k0 += kc;
+    }
+}
+
+/// `gemm_with` over a plain row-major x with row stride `xs`, k in equal blocks of at
+/// most KC.
+#[inline(always)]
+pub(crate) fn gemm<W: Load>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+    let blocks = k.div_ceil(KC);
+    let step = k.div_ceil(blocks).next_multiple_of(8).min(KC);
+    gemm_with(|i, k0, kc| &x[i * xs + k0..i * xs + k0 + kc], step, w, out, m, k, n)
+}
