@@ -136,6 +136,18 @@ fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f3
     run(q, k, v, key_mask, out, s)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+fn avx512(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    if super::attn512::takes(s) {
+        return super::attn512::attention(q, k, v, key_mask, out, s);
+    }
+    if super::flash::takes(s) {
+        return super::flash::flash(q, k, v, key_mask, out, s);
+    }
+    run(q, k, v, key_mask, out, s)
+}
+
 /// The SIMD path of `ref_attention`; the caller has checked every length and that
 /// [`super::available`] holds.
 pub(crate) fn attention(
@@ -147,9 +159,12 @@ pub(crate) fn attention(
     s: &AttentionShape,
 ) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-    unsafe {
-        avx2(q, k, v, key_mask, out, s)
+    if super::gemm512::available() && !super::narrow_forced() {
+        // SAFETY: `gemm512::available()` confirmed AVX-512F on top of AVX2, FMA and F16C.
+        unsafe { avx512(q, k, v, key_mask, out, s) }
+    } else {
+        // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
+        unsafe { avx2(q, k, v, key_mask, out, s) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     run(q, k, v, key_mask, out, s)
@@ -201,10 +216,23 @@ mod tests {
         let mut want = vec![0f32; q_rows * heads * head_dim];
         let mut got = vec![1f32; want.len()];
         ref_attention(&q, &k, &v, m, &mut want, &s);
-        attention(&q, &k, &v, m, &mut got, &s);
-        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
-            if (g - w).abs() > TOL * (1.0 + w.abs()) {
-                return Err(format!("{s:?} [{idx}]: {g} vs {w}"));
+        // Every path this CPU has, called directly (the dispatcher picks one of them).
+        for path in ["dispatch", "avx2", "avx512"] {
+            got.fill(1.0);
+            match path {
+                "dispatch" => attention(&q, &k, &v, m, &mut got, &s),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: this test machine has AVX2, FMA and F16C.
+                "avx2" => unsafe { super::avx2(&q, &k, &v, m, &mut got, &s) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: checked just before.
+                "avx512" if super::super::gemm512::available() => unsafe { super::avx512(&q, &k, &v, m, &mut got, &s) },
+                _ => continue,
+            }
+            for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+                if (g - w).abs() > TOL * (1.0 + w.abs()) {
+                    return Err(format!("{path}: {s:?} [{idx}]: {g} vs {w}"));
+                }
             }
         }
         Ok(())
@@ -214,7 +242,9 @@ mod tests {
     /// 48, key blocks of 16, every edge, causal prefill after a cache, padding masks.
     #[test]
     fn tiled_edges() {
-        for &(q_rows, kv_rows, pos0) in &[(4, 4, 0), (6, 17, 0), (13, 40, 0), (49, 49, 0), (50, 130, 3), (97, 97, 0)] {
+        for &(q_rows, kv_rows, pos0) in
+            &[(4, 4, 0), (6, 17, 0), (13, 40, 0), (49, 49, 0), (50, 130, 3), (97, 97, 0), (300, 300, 0), (150, 40, 200)]
+        {
             for &hd in &[8, 16, 24, 32, 48, 64] {
                 for (causal, masked) in [(false, false), (false, true), (true, false), (true, true)] {
                     check(q_rows, kv_rows, 2, 2, hd, causal, masked, pos0, 3).unwrap();

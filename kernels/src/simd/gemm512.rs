@@ -12,15 +12,15 @@ use super::gemm::pack;
 use super::{F32x8, Load};
 use core::simd::Simd;
 
-type F32x16 = Simd<f32, 16>;
+pub(crate) type F32x16 = Simd<f32, 16>;
 
 /// Rows of x per micro-tile.
-const MR: usize = 8;
+pub(crate) const MR: usize = 8;
 /// Panel width in 8-lane groups (the packer's unit): NR = 48 weight rows.
-const H: usize = 6;
-const NR: usize = 8 * H;
+pub(crate) const H: usize = 6;
+pub(crate) const NR: usize = 8 * H;
 /// Depth of one panel (NR x KC f32 = 24 KiB).
-const KC: usize = 128;
+pub(crate) const KC: usize = 128;
 
 /// Whether this CPU runs the AVX-512 GEMM (AVX-512F on top of what [`super::available`]
 /// checks). Cached after the first call.
@@ -47,7 +47,7 @@ pub(crate) fn available() -> bool {
 
 /// `a * b + c` on sixteen lanes, one fused instruction.
 #[inline(always)]
-fn fma16(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
+pub(crate) fn fma16(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
     use core::arch::x86_64::_mm512_fmadd_ps;
     // SAFETY: only reached from functions compiled with AVX-512F, after `available()`
     // confirmed the CPU has it; the operation touches no memory.
@@ -65,7 +65,14 @@ fn row3(r: &[F32x8; H]) -> [F32x16; 3] {
 
 /// One R x NR tile over a panel: `out[r][..nr] (+)= Σ_p x[r][p] * panel[p]`.
 #[inline(always)]
-fn micro<const R: usize>(xr: [&[f32]; R], panel: &[[F32x8; H]], out: &mut [f32], n: usize, nr: usize, add: bool) {
+pub(crate) fn micro<const R: usize>(
+    xr: [&[f32]; R],
+    panel: &[[F32x8; H]],
+    out: &mut [f32],
+    n: usize,
+    nr: usize,
+    add: bool,
+) {
     let kc = panel.len();
     // Rows cut to the panel's depth: the loop indexes without bounds checks.
     let xr: [&[f32]; R] = core::array::from_fn(|r| &xr[r][..kc]);
@@ -103,7 +110,7 @@ fn micro<const R: usize>(xr: [&[f32]; R], panel: &[[F32x8; H]], out: &mut [f32],
 
 /// The panel, aligned to a cache line so its zmm loads never split lines.
 #[repr(align(64))]
-struct Panel([[F32x8; H]; KC]);
+pub(crate) struct Panel(pub(crate) [[F32x8; H]; KC]);
 
 /// The raw product with row `i` of x, columns `k0 .. k0+kc`, given by `xrow(i, k0, kc)`
 /// (k walked in blocks of `step`, capped at KC). The caller has checked every length.
@@ -126,6 +133,20 @@ pub(crate) fn gemm_with<'x, W: Load>(
         while j0 < n {
             let nr = (n - j0).min(NR);
             pack(w, k, j0, nr, k0, kc, &mut panel.0[..]);
+            // The next panel's weights (this k block's next rows, else the next block's
+            // first ones) come from the last-level cache or DRAM, row by row: fetch them
+            // while this panel is in use.
+            let (pj, pk) = if j0 + NR < n { (j0 + NR, k0) } else { (0, k0 + kc) };
+            if pk < k {
+                let per_line = 64 / core::mem::size_of::<W>();
+                for j in pj..(pj + NR).min(n) {
+                    let mut t = 0;
+                    while t < step.min(k - pk) {
+                        super::matmul::prefetch(w, j * k + pk + t, false);
+                        t += per_line;
+                    }
+                }
+            }
             let panel = &panel.0[..kc];
             let mut i0 = 0;
             while i0 < m {

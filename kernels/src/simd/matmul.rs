@@ -10,7 +10,7 @@ use crate::activation::Activation;
 
 /// Hints the cache to fetch the line holding `s[at]` (x86-64; a no-op elsewhere).
 #[inline(always)]
-fn prefetch<W>(s: &[W], at: usize, nta: bool) {
+pub(crate) fn prefetch<W>(s: &[W], at: usize, nta: bool) {
     #[cfg(target_arch = "x86_64")]
     if let Some(v) = s.get(at) {
         use core::arch::x86_64::{_MM_HINT_NTA, _MM_HINT_T0, _mm_prefetch};
@@ -189,14 +189,28 @@ fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
 }
 
 /// The epilogue per row, in the reference's order: + bias, activation, + residual.
+/// `WIDE`: the activation runs on sixteen lanes (the caller is compiled with AVX-512F).
 #[inline(always)]
-pub(crate) fn epilogue(bias: Option<Src<'_>>, residual: Option<&[f32]>, act: Activation, out: &mut [f32], n: usize) {
+pub(crate) fn epilogue<const WIDE: bool>(
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    n: usize,
+) {
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
         match bias {
             Some(Src::F32(b)) => add_into(row, b),
             Some(Src::F16(b)) => add_into(row, b),
             None => {}
         }
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            super::math::wide::activation_inplace(row, act);
+        } else {
+            super::math::activation_inplace(row, act);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
         super::math::activation_inplace(row, act);
         if let Some(res) = residual {
             add_into(row, &res[r * n..(r + 1) * n]);
@@ -249,7 +263,7 @@ fn dispatch_w<const WIDE: bool>(
         (Src::F16(w), _) => run::<4, 3, _>(x, xs, w, out, m, k, n),
         (Src::F32(w), _) => run::<4, 3, _>(x, xs, w, out, m, k, n),
     }
-    epilogue(bias, residual, act, out, n);
+    epilogue::<WIDE>(bias, residual, act, out, n);
 }
 
 #[cfg(target_arch = "x86_64")]

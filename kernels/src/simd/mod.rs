@@ -4,6 +4,8 @@
 
 pub(crate) mod attention;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod attn512;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod flash;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm;

@@ -85,7 +85,7 @@ fn dispatch_w<const WIDE: bool>(
             Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
             Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
         }
-        super::matmul::epilogue(bias, None, crate::activation::Activation::None, out, dim);
+        super::matmul::epilogue::<WIDE>(bias, None, crate::activation::Activation::None, out, dim);
         return;
     }
     match weight {

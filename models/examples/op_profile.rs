@@ -1,0 +1,76 @@
+//! Where the time of one inference goes, by op kind:
+//! `cargo run --release -p mote-models --example op_profile -- MODEL.mote [RUNS]`.
+//! Float inputs are filled with a fixed pattern; token models run their longest input.
+use mote_models::host::AlignedBytes;
+use mote_runtime::{Interpreter, Model, OpCode, OpHook};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+struct Timer {
+    start: Option<Instant>,
+    by_op: BTreeMap<String, (f64, usize)>,
+    by_index: BTreeMap<usize, f64>,
+}
+
+impl OpHook for Timer {
+    fn before(&mut self, _: usize, _: OpCode) {
+        self.start = Some(Instant::now());
+    }
+    fn after(&mut self, index: usize, op: OpCode) {
+        let dt = self.start.take().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        *self.by_index.entry(index).or_default() += dt;
+        let e = self.by_op.entry(format!("{op:?}")).or_default();
+        e.0 += dt;
+        e.1 += 1;
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: op_profile MODEL.mote [RUNS]")?;
+    let runs: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(50);
+    let bytes = AlignedBytes::read(std::path::Path::new(&path))?;
+    let model = Model::parse(&bytes)?;
+    let mut arena = vec![0u8; Interpreter::arena_bytes_for(&model)];
+    let mut interp = Interpreter::new(&model, &mut arena).map_err(|e| format!("{e:?}"))?;
+    let mut timer = Timer { start: None, by_op: BTreeMap::new(), by_index: BTreeMap::new() };
+    let ids: Vec<i32> = (0..interp.tokens() as i32).map(|i| 1 + i * 7919 % 1000).collect();
+    let mut total = 0.0;
+    for run in 0..runs + 1 {
+        if run == 1 {
+            timer.by_op.clear();
+            timer.by_index.clear();
+            total = 0.0;
+        }
+        let t = Instant::now();
+        if interp.input_mut("pixel_values").is_ok() {
+            let x = interp.input_mut("pixel_values")?;
+            x.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 17) as f32 / 17.0 - 0.5);
+            interp.invoke_profiled(&mut timer)?;
+        } else {
+            interp.reset();
+            interp.step_profiled(&ids, &mut timer)?;
+        }
+        total += t.elapsed().as_secs_f64();
+    }
+    let mut ops: Vec<_> = timer.by_index.into_iter().collect();
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let slowest: Vec<String> = ops
+        .iter()
+        .take(std::env::var("TOP").ok().and_then(|v| v.parse().ok()).unwrap_or(8))
+        .map(|(i, s)| format!("#{i} {:.3} ms", s / runs as f64 * 1e3))
+        .collect();
+    let mut rows: Vec<_> = timer.by_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+    println!("{path}: {:.3} ms per run ({runs} runs)", total / runs as f64 * 1e3);
+    for (op, (s, count)) in rows {
+        println!(
+            "  {op:<20} {:>8.3} ms  {:>5.1}%  ({} calls per run)",
+            s / runs as f64 * 1e3,
+            s / total * 100.0,
+            count / runs
+        );
+    }
+    println!("  slowest ops: {}", slowest.join(", "));
+    Ok(())
+}
