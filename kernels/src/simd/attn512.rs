@@ -6,8 +6,8 @@
 //!
 //! 1. the scores `S = Q K^T` of the block against every key it sees, by the AVX-512 GEMM's
 //!    micro-kernel (keys packed 48 at a time, transposed, by the GEMM's panel packer);
-//! 2. an exact softmax of each row (scale, mask, max, exp, sum; the probabilities are
-//!    divided by the sum in place), vectorised along the row;
+//! 2. an exact softmax of each row (scale, mask, max, exp, sum), vectorised along the
+//!    row; the division by the sum waits for the output row (head_dim values, not kv);
 //! 3. `O = P V`, a register-tiled micro-kernel over up to 64 dims of V's rows, which are
 //!    read where they are (no packing).
 //!
@@ -15,9 +15,9 @@
 //! these cost more than the products in the streaming form. The scratch is fixed
 //! (`SCRATCH` f32 of scores on the stack); longer sequences take the streaming kernel.
 
+use super::F32x8;
 use super::gemm::pack;
-use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, micro};
-use super::{F32x8, LANES};
+use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, tile};
 use crate::attention::AttentionShape;
 use core::simd::prelude::*;
 
@@ -40,9 +40,17 @@ pub(crate) fn takes(s: &AttentionShape) -> bool {
         && s.kv_rows > 0
 }
 
-/// `o[r][..16C] = Σ_c p[r][c] v[c][..16C]`, R rows of P (length `kv`), V rows `vs` apart.
+/// `o[r][..16C] = inv[r] Σ_c p[r][c] v[c][..16C]`, R rows of P (length `kv`), V rows `vs`
+/// apart.
 #[inline(always)]
-fn pv<const R: usize, const C: usize>(p: [&[f32]; R], v: &[f32], vs: usize, kv: usize, o: [&mut [f32]; R]) {
+fn pv<const R: usize, const C: usize>(
+    p: [&[f32]; R],
+    inv: [f32; R],
+    v: &[f32],
+    vs: usize,
+    kv: usize,
+    o: [&mut [f32]; R],
+) {
     let p: [&[f32]; R] = core::array::from_fn(|r| &p[r][..kv]);
     let mut acc = [[F32x16::splat(0.0); C]; R];
     for c in 0..kv {
@@ -57,44 +65,43 @@ fn pv<const R: usize, const C: usize>(p: [&[f32]; R], v: &[f32], vs: usize, kv: 
     }
     for (r, o) in o.into_iter().enumerate() {
         for t in 0..C {
-            o[16 * t..16 * t + 16].copy_from_slice(acc[r][t].as_array());
+            o[16 * t..16 * t + 16].copy_from_slice((acc[r][t] * F32x16::splat(inv[r])).as_array());
         }
     }
 }
 
-/// Scales, masks and normalises one row of scores in place into probabilities: keys
-/// `seen..` and masked keys get 0; a row that sees no key is all 0 (its output is 0, as
-/// in the reference).
+/// Scales and masks one row of scores in place into unnormalised probabilities
+/// `exp(s - max)` and returns 1 / their sum: keys `seen..` and masked keys get 0; a row
+/// that sees no key is all 0 and returns 0 (its output is 0, as in the reference).
+/// Sixteen lanes at a time (the row length is a multiple of 16).
 #[inline(always)]
-fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f32) {
-    let ninf = F32x8::splat(f32::NEG_INFINITY);
-    let lane = Simd::<i32, LANES>::from_array([0, 1, 2, 3, 4, 5, 6, 7]);
+fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f32) -> f32 {
+    const W: usize = 16;
+    let ninf = F32x16::splat(f32::NEG_INFINITY);
+    let lane = Simd::<i32, W>::from_array(core::array::from_fn(|t| t as i32));
     let mut mx = ninf;
-    for (c, ch) in row.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
-        let j0 = c * LANES;
+    for (c, ch) in row.as_chunks_mut::<W>().0.iter_mut().enumerate() {
+        let j0 = c * W;
         let mut ok = (lane + Simd::splat(j0 as i32)).simd_lt(Simd::splat(seen as i32));
         if let Some(mk) = key_mask {
             ok &= Mask::from_array(core::array::from_fn(|t| mk.get(j0 + t).is_some_and(|&x| x != 0.0)));
         }
-        let x = ok.select(F32x8::from_array(*ch) * F32x8::splat(scale), ninf);
+        let x = ok.select(F32x16::from_array(*ch) * F32x16::splat(scale), ninf);
         *ch = x.to_array();
         mx = mx.simd_max(x);
     }
     let m = mx.reduce_max();
     if m == f32::NEG_INFINITY {
         row.fill(0.0);
-        return;
+        return 0.0;
     }
-    let mut sum = F32x8::splat(0.0);
-    for ch in row.as_chunks_mut::<LANES>().0.iter_mut() {
-        let e = super::math::exp(F32x8::from_array(*ch) - F32x8::splat(m));
+    let mut sum = F32x16::splat(0.0);
+    for ch in row.as_chunks_mut::<W>().0.iter_mut() {
+        let e = super::math::wide::exp(F32x16::from_array(*ch) - F32x16::splat(m));
         *ch = e.to_array();
         sum += e;
     }
-    let inv = F32x8::splat(1.0 / sum.reduce_sum());
-    for ch in row.as_chunks_mut::<LANES>().0.iter_mut() {
-        *ch = (F32x8::from_array(*ch) * inv).to_array();
-    }
+    1.0 / sum.reduce_sum()
 }
 
 /// The attention; the caller has checked every length, [`takes`] and that the CPU has
@@ -135,30 +142,16 @@ pub(crate) fn attention(
                 let mut r0 = 0;
                 while r0 < n {
                     let mr = (n - r0).min(MR);
-                    let o = &mut sc[r0 * ks + j0..];
-                    macro_rules! go {
-                        ($r:literal) => {
-                            micro::<$r>(core::array::from_fn(|t| qrow(r0 + t)), pnl, o, ks, nr, false)
-                        };
-                    }
-                    match mr {
-                        8 => go!(8),
-                        7 => go!(7),
-                        6 => go!(6),
-                        5 => go!(5),
-                        4 => go!(4),
-                        3 => go!(3),
-                        2 => go!(2),
-                        _ => go!(1),
-                    }
+                    tile(|t| qrow(r0 + t), mr, pnl, &mut sc[r0 * ks + j0..], ks, nr, false);
                     r0 += mr;
                 }
                 j0 += nr;
             }
             // 2. Probabilities, row by row (columns kv_end..ks are masked as unseen).
-            for (r, row) in sc.chunks_exact_mut(ks).enumerate() {
+            let mut inv = [0f32; QB_MAX];
+            for (r, (row, inv)) in sc.chunks_exact_mut(ks).zip(&mut inv).enumerate() {
                 let seen = if s.causal { kv_end.min(s.q_pos0.saturating_add(i0 + r + 1)) } else { kv_end };
-                softmax_row(row, seen, key_mask, s.scale);
+                *inv = softmax_row(row, seen, key_mask, s.scale);
             }
             // 3. O = P V, up to 64 dims of V at a time.
             let sc = &scores[..n * ks];
@@ -171,6 +164,7 @@ pub(crate) fn attention(
                     macro_rules! go {
                         ($r:literal, $c:literal) => {{
                             let p: [&[f32]; $r] = core::array::from_fn(|t| &sc[(r0 + t) * ks..][..kv_end]);
+                            let iv: [f32; $r] = core::array::from_fn(|t| inv[r0 + t]);
                             let mut rest = &mut out[(i0 + r0) * width + h * hd + d0..];
                             let o: [&mut [f32]; $r] = core::array::from_fn(|t| {
                                 let (head, tail) =
@@ -178,7 +172,7 @@ pub(crate) fn attention(
                                 rest = tail;
                                 &mut head[..dw]
                             });
-                            pv::<$r, $c>(p, vv, s.kv_stride, kv_end, o);
+                            pv::<$r, $c>(p, iv, vv, s.kv_stride, kv_end, o);
                             r0 += $r;
                         }};
                     }

@@ -63,9 +63,10 @@ fn row3(r: &[F32x8; H]) -> [F32x16; 3] {
     unsafe { core::mem::transmute::<[F32x8; H], [F32x16; 3]>(*r) }
 }
 
-/// One R x NR tile over a panel: `out[r][..nr] (+)= Σ_p x[r][p] * panel[p]`.
+/// One R x 16C tile over a panel (its first `16C >= nr` columns):
+/// `out[r][..nr] (+)= Σ_p x[r][p] * panel[p]`.
 #[inline(always)]
-pub(crate) fn micro<const R: usize>(
+pub(crate) fn micro<const R: usize, const C: usize>(
     xr: [&[f32]; R],
     panel: &[[F32x8; H]],
     out: &mut [f32],
@@ -76,19 +77,19 @@ pub(crate) fn micro<const R: usize>(
     let kc = panel.len();
     // Rows cut to the panel's depth: the loop indexes without bounds checks.
     let xr: [&[f32]; R] = core::array::from_fn(|r| &xr[r][..kc]);
-    let mut acc = [[F32x16::splat(0.0); 3]; R];
+    let mut acc = [[F32x16::splat(0.0); C]; R];
     for (p, b) in panel.iter().enumerate() {
         let b = row3(b);
         for r in 0..R {
             let a = F32x16::splat(xr[r][p]);
-            for (c, bv) in b.iter().enumerate() {
-                acc[r][c] = fma16(a, *bv, acc[r][c]);
+            for c in 0..C {
+                acc[r][c] = fma16(a, b[c], acc[r][c]);
             }
         }
     }
     for (r, acc) in acc.iter().enumerate() {
         let o = &mut out[r * n..r * n + nr];
-        if nr == NR {
+        if nr == 16 * C {
             for (c, v) in acc.iter().enumerate() {
                 let dst = &mut o[c * 16..c * 16 + 16];
                 let v = if add { *v + F32x16::from_slice(dst) } else { *v };
@@ -105,6 +106,39 @@ pub(crate) fn micro<const R: usize>(
                 o.copy_from_slice(&tile[..nr]);
             }
         }
+    }
+}
+
+/// `micro` for an `mr x nr` tile (`mr <= MR`, `nr <= NR`): the narrowest column count
+/// that covers `nr`, so a partial panel (the last keys of a row) costs what it uses.
+#[inline(always)]
+pub(crate) fn tile<'x>(
+    xrow: impl Fn(usize) -> &'x [f32],
+    mr: usize,
+    panel: &[[F32x8; H]],
+    out: &mut [f32],
+    n: usize,
+    nr: usize,
+    add: bool,
+) {
+    macro_rules! go {
+        ($r:literal) => {
+            match nr.div_ceil(16) {
+                3 => micro::<$r, 3>(core::array::from_fn(&xrow), panel, out, n, nr, add),
+                2 => micro::<$r, 2>(core::array::from_fn(&xrow), panel, out, n, nr, add),
+                _ => micro::<$r, 1>(core::array::from_fn(&xrow), panel, out, n, nr, add),
+            }
+        };
+    }
+    match mr {
+        8 => go!(8),
+        7 => go!(7),
+        6 => go!(6),
+        5 => go!(5),
+        4 => go!(4),
+        3 => go!(3),
+        2 => go!(2),
+        _ => go!(1),
     }
 }
 
@@ -152,22 +186,7 @@ pub(crate) fn gemm_with<'x, W: Load>(
             while i0 < m {
                 let mr = (m - i0).min(MR);
                 let o = &mut out[i0 * n + j0..];
-                let add = k0 > 0;
-                macro_rules! go {
-                    ($r:literal) => {
-                        micro::<$r>(core::array::from_fn(|r| xrow(i0 + r, k0, kc)), panel, o, n, nr, add)
-                    };
-                }
-                match mr {
-                    8 => go!(8),
-                    7 => go!(7),
-                    6 => go!(6),
-                    5 => go!(5),
-                    4 => go!(4),
-                    3 => go!(3),
-                    2 => go!(2),
-                    _ => go!(1),
-                }
+                tile(|r| xrow(i0 + r, k0, kc), mr, panel, o, n, nr, k0 > 0);
                 i0 += mr;
             }
             j0 += nr;

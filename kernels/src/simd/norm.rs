@@ -4,14 +4,38 @@
 use super::{F32x8, LANES, Load, hsum};
 use crate::Src;
 
+/// Σ f(x) over the row: four independent vector sums (a single one would wait on the
+/// add latency at every step), then the tail.
 #[inline(always)]
 fn sum(x: &[f32], f: impl Fn(F32x8) -> F32x8, g: impl Fn(f32) -> f32) -> f32 {
-    let mut chunks = x.chunks_exact(LANES);
-    let mut acc = F32x8::splat(0.0);
-    for c in &mut chunks {
-        acc += f(F32x8::from_slice(c));
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    let mut acc = [F32x8::splat(0.0); 4];
+    let (quads, tail) = chunks.as_chunks::<4>();
+    for q in quads {
+        for (a, c) in acc.iter_mut().zip(q) {
+            *a += f(F32x8::from_array(*c));
+        }
     }
-    hsum(acc) + chunks.remainder().iter().map(|&v| g(v)).sum::<f32>()
+    for c in tail {
+        acc[0] += f(F32x8::from_array(*c));
+    }
+    hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) + rest.iter().map(|&v| g(v)).sum::<f32>()
+}
+
+/// out += b, vectorised.
+#[inline(always)]
+fn add_row<B: Load>(out: &mut [f32], b: &[B]) {
+    let dim = out.len().min(b.len());
+    let dv = dim - dim % LANES;
+    let mut d = 0;
+    while d < dv {
+        let v = F32x8::from_slice(&out[d..d + LANES]) + B::load8(&b[d..d + LANES]);
+        out[d..d + LANES].copy_from_slice(v.as_array());
+        d += LANES;
+    }
+    for t in dv..dim {
+        out[t] += b[t].to_f32();
+    }
 }
 
 /// out = x * a * gamma + b * beta (beta optional), vectorised.
@@ -29,8 +53,10 @@ fn scale_row<G: Load>(x: &[f32], shift: f32, inv: f32, gamma: &[G], beta: Option
     for t in dv..dim {
         out[t] = (x[t] - shift) * inv * gamma[t].to_f32();
     }
-    if let Some(b) = beta {
-        out.iter_mut().enumerate().for_each(|(i, o)| *o += b.get(i));
+    match beta {
+        Some(Src::F32(b)) => add_row(out, b),
+        Some(Src::F16(b)) => add_row(out, b),
+        None => {}
     }
 }
 
