@@ -79,28 +79,66 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
     const W: usize = 16;
     let ninf = F32x16::splat(f32::NEG_INFINITY);
     let lane = Simd::<i32, W>::from_array(core::array::from_fn(|t| t as i32));
-    let mut mx = ninf;
-    for (c, ch) in row.as_chunks_mut::<W>().0.iter_mut().enumerate() {
-        let j0 = c * W;
-        let mut ok = (lane + Simd::splat(j0 as i32)).simd_lt(Simd::splat(seen as i32));
-        if let Some(mk) = key_mask {
-            ok &= Mask::from_array(core::array::from_fn(|t| mk.get(j0 + t).is_some_and(|&x| x != 0.0)));
+    let chunks = row.as_chunks_mut::<W>().0;
+    // Chunks wholly before `seen`, and those with any key before it.
+    let (full, any) = ((seen / W).min(chunks.len()), seen.div_ceil(W).min(chunks.len()));
+    let visible = |c: usize| (lane + Simd::splat((c * W) as i32)).simd_lt(Simd::splat(seen as i32));
+    let sum = if key_mask.is_none() && scale > 0.0 {
+        // No padding mask and a positive scale (the usual case): max(scale * s) is
+        // scale * max(s) (rounding is monotonic), so the first pass only reads, and the
+        // second computes exp(scale * s - m) with one multiply-add.
+        let mut mx = ninf;
+        for ch in &chunks[..full] {
+            mx = mx.simd_max(F32x16::from_array(*ch));
         }
-        let x = ok.select(F32x16::from_array(*ch) * F32x16::splat(scale), ninf);
-        *ch = x.to_array();
-        mx = mx.simd_max(x);
-    }
-    let m = mx.reduce_max();
-    if m == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return 0.0;
-    }
-    let mut sum = F32x16::splat(0.0);
-    for ch in row.as_chunks_mut::<W>().0.iter_mut() {
-        let e = super::math::wide::exp(F32x16::from_array(*ch) - F32x16::splat(m));
-        *ch = e.to_array();
-        sum += e;
-    }
+        if full < any {
+            mx = mx.simd_max(visible(full).select(F32x16::from_array(chunks[full]), ninf));
+        }
+        let m = mx.reduce_max() * scale;
+        if m == f32::NEG_INFINITY {
+            row.fill(0.0);
+            return 0.0;
+        }
+        let (sc, nm) = (F32x16::splat(scale), F32x16::splat(-m));
+        let mut sum = F32x16::splat(0.0);
+        for (c, ch) in chunks.iter_mut().enumerate() {
+            let e = if c < full {
+                super::math::wide::exp(fma16(F32x16::from_array(*ch), sc, nm))
+            } else if c < any {
+                let x = visible(c).select(fma16(F32x16::from_array(*ch), sc, nm), ninf);
+                super::math::wide::exp(x)
+            } else {
+                F32x16::splat(0.0)
+            };
+            *ch = e.to_array();
+            sum += e;
+        }
+        sum
+    } else {
+        let mut mx = ninf;
+        for (c, ch) in chunks.iter_mut().enumerate() {
+            let j0 = c * W;
+            let mut ok = visible(c);
+            if let Some(mk) = key_mask {
+                ok &= Mask::from_array(core::array::from_fn(|t| mk.get(j0 + t).is_some_and(|&x| x != 0.0)));
+            }
+            let x = ok.select(F32x16::from_array(*ch) * F32x16::splat(scale), ninf);
+            *ch = x.to_array();
+            mx = mx.simd_max(x);
+        }
+        let m = mx.reduce_max();
+        if m == f32::NEG_INFINITY {
+            row.fill(0.0);
+            return 0.0;
+        }
+        let mut sum = F32x16::splat(0.0);
+        for ch in chunks.iter_mut() {
+            let e = super::math::wide::exp(F32x16::from_array(*ch) - F32x16::splat(m));
+            *ch = e.to_array();
+            sum += e;
+        }
+        sum
+    };
     1.0 / sum.reduce_sum()
 }
 

@@ -55,6 +55,20 @@ fn run<W: Load>(
     }
 }
 
+/// `dst = src` (equal lengths) by vectors of eight, then the tail: short runs, where a
+/// call to `memcpy` would cost more than the copy.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let (d8, dt) = dst.as_chunks_mut::<LANES>();
+    let (s8, st) = src.as_chunks::<LANES>();
+    for (d, s) in d8.iter_mut().zip(s8) {
+        *d = *s;
+    }
+    for (d, s) in dt.iter_mut().zip(st) {
+        *d = *s;
+    }
+}
+
 /// `WIDE`: the GEMM is the AVX-512 one (the caller is compiled with AVX-512F).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -71,19 +85,47 @@ fn dispatch_w<const WIDE: bool>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if (LANES..=super::gemm::KC).contains(&p) && (h / p) * (w / p) >= super::gemm::MIN_M {
-        // As a GEMM over the patches: one k block per (channel, patch row), whose p
-        // pixels are contiguous in the image; then the bias.
+        // As a GEMM over the patches, whose rows are runs of p pixels, contiguous in the
+        // image (one per channel and pixel row of the patch); then the bias.
         let gw = w / p;
-        let xrow = |i: usize, k0: usize, kc: usize| {
-            let (py, px, ch, kh) = (i / gw, i % gw, k0 / (p * p), k0 / p % p);
-            &image[ch * h * w + (py * p + kh) * w + px * p..][..kc]
-        };
         let (m, k) = ((h / p) * gw, c * p * p);
-        match weight {
-            Src::F16(wt) if WIDE => super::gemm512::gemm_with(xrow, p, wt, out, m, k, dim),
-            Src::F32(wt) if WIDE => super::gemm512::gemm_with(xrow, p, wt, out, m, k, dim),
-            Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
-            Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+        if WIDE {
+            // Blocks of whole pixel rows of a patch (runs of p), up to the GEMM's depth.
+            let kb = super::gemm512::KC;
+            let step = if p >= kb { kb } else { kb / p * p };
+            // Patch i, columns k0 .. k0 + dst.len(): run by run, (channel, row) stepped
+            // along without divisions.
+            let fill = |i: usize, k0: usize, dst: &mut [f32]| {
+                let (py, px) = (i / gw, i % gw);
+                let (mut ch, mut kh, mut off) = (k0 / (p * p), k0 / p % p, k0 % p);
+                let mut d = 0;
+                while d < dst.len() {
+                    let len = (p - off).min(dst.len() - d);
+                    let src = &image[ch * h * w + (py * p + kh) * w + px * p + off..][..len];
+                    copy_run(&mut dst[d..d + len], src);
+                    d += len;
+                    off = 0;
+                    kh += 1;
+                    if kh == p {
+                        kh = 0;
+                        ch += 1;
+                    }
+                }
+            };
+            match weight {
+                Src::F16(wt) => super::gemm512::gemm_gather(fill, step, wt, out, m, k, dim),
+                Src::F32(wt) => super::gemm512::gemm_gather(fill, step, wt, out, m, k, dim),
+            }
+        } else {
+            // One k block per run.
+            let xrow = |i: usize, k0: usize, kc: usize| {
+                let (py, px, ch, kh) = (i / gw, i % gw, k0 / (p * p), k0 / p % p);
+                &image[ch * h * w + (py * p + kh) * w + px * p..][..kc]
+            };
+            match weight {
+                Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+                Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+            }
         }
         super::matmul::epilogue::<WIDE>(bias, None, crate::activation::Activation::None, out, dim);
         return;
@@ -192,6 +234,15 @@ mod tests {
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() <= 2e-6 * scale + 1e-5, "{path}: {} vs {}", g, w);
             }
+        }
+    }
+
+    /// Patches whose pixel rows are longer than the AVX-512 GEMM's k block (runs cut
+    /// across blocks) and up to the AVX2 GEMM's limit.
+    #[test]
+    fn large_patches() {
+        for p in [64, 127, 128, 129, 200, 256] {
+            check(2, p, 2, 3, 1, 50, true, true);
         }
     }
 
