@@ -155,10 +155,15 @@ const NTA_FROM_BYTES: usize = 8 << 20;
 /// sequential streams are read at once (eight adjacent short rows are one stream, which
 /// alone does not reach the DRAM bandwidth); the rows past the segments go through the
 /// plain 1 x 8 tiles.
+/// `WIDE`: sixteen lanes per step (the caller is compiled with AVX-512F).
 #[inline(always)]
-fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
+fn matvec<const WIDE: bool, W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
     // Tiny matrices gain nothing, and eight long rows are eight streams already.
     if core::mem::size_of_val(w) < STREAMS_FROM_BYTES || k * core::mem::size_of::<W>() > 2048 {
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            return super::gemm512::matvec_rows(x, w, out, k, n);
+        }
         return run::<1, 8, W>(x, k, w, out, 1, k, n);
     }
     const S: usize = 4;
@@ -169,21 +174,28 @@ fn matvec<W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usize, n: usize) {
     let mut j = 0;
     while j < seg {
         let at = |t: usize| (t / R) * seg + j + t % R;
-        let s = tile::<1, { S * R }, W>(
-            [x],
-            core::array::from_fn(|t| row(at(t))),
-            // The next pair of each segment (none after a segment's last pair).
-            core::array::from_fn(|t| if j + R < seg { row(at(t) + R) } else { &[] }),
-            k,
-            nta,
-        );
-        for (t, v) in s[0].iter().enumerate() {
+        let rows = core::array::from_fn(|t| row(at(t)));
+        // The next pair of each segment (none after a segment's last pair).
+        let next = core::array::from_fn(|t| if j + R < seg { row(at(t) + R) } else { &[] });
+        #[cfg(target_arch = "x86_64")]
+        let s = if WIDE {
+            super::gemm512::dot_rows::<{ S * R }, W>(x, rows, next, k, nta)
+        } else {
+            tile::<1, { S * R }, W>([x], rows, next, k, nta)[0]
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let s = tile::<1, { S * R }, W>([x], rows, next, k, nta)[0];
+        for (t, v) in s.iter().enumerate() {
             out[at(t)] = *v;
         }
         j += R;
     }
     let done = S * seg;
     if done < n {
+        #[cfg(target_arch = "x86_64")]
+        if WIDE {
+            return super::gemm512::matvec_rows(x, &w[done * k..], &mut out[done..], k, n - done);
+        }
         run::<1, 8, W>(x, k, &w[done * k..], &mut out[done..], 1, k, n - done);
     }
 }
@@ -250,8 +262,8 @@ fn dispatch_w<const WIDE: bool>(
     n: usize,
 ) {
     match (w, m) {
-        (Src::F16(w), 1) => matvec(&x[..k], w, out, k, n),
-        (Src::F32(w), 1) => matvec(&x[..k], w, out, k, n),
+        (Src::F16(w), 1) => matvec::<WIDE, _>(&x[..k], w, out, k, n),
+        (Src::F32(w), 1) => matvec::<WIDE, _>(&x[..k], w, out, k, n),
         #[cfg(target_arch = "x86_64")]
         (Src::F16(w), m) if WIDE && m >= super::gemm::MIN_M => super::gemm512::gemm(x, xs, w, out, m, k, n),
         #[cfg(target_arch = "x86_64")]
@@ -426,12 +438,17 @@ mod tests {
     }
 
     /// Decode of a matrix past `STREAMS_FROM_BYTES` with short rows: the four-segment
-    /// path, with rows left over after the segments and a k that is not a lane multiple.
+    /// path, with rows left over after the segments and a k that is not a lane multiple;
+    /// and of long rows.
     #[test]
     fn decode_streams() {
         check(1, 291, 8007, 0, true, true, true, Activation::None);
         check(1, 64, 515, 0, true, false, true, Activation::Silu);
         check(1, 288, 4100, 0, false, false, false, Activation::GeluTanh);
+        // Long rows (over 2 KiB): one row at a time on AVX-512, with tails of 64 and 16.
+        check(1, 1500, 40, 0, true, true, true, Activation::None);
+        check(1, 1040, 17, 0, false, true, false, Activation::Silu);
+        check(1, 2048, 9, 0, true, false, false, Activation::None);
     }
 
     proptest! {

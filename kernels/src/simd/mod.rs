@@ -67,6 +67,9 @@ pub(crate) fn available() -> bool {
 /// Loads eight weights as f32.
 pub(crate) trait Load: Copy {
     fn load8(s: &[Self]) -> F32x8;
+    /// Sixteen weights as f32: only inside code compiled with AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    fn load16(s: &[Self]) -> gemm512::F32x16;
     fn to_f32(self) -> f32;
 }
 
@@ -74,6 +77,11 @@ impl Load for f32 {
     #[inline(always)]
     fn load8(s: &[f32]) -> F32x8 {
         F32x8::from_slice(s)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn load16(s: &[f32]) -> gemm512::F32x16 {
+        gemm512::F32x16::from_slice(s)
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
@@ -98,6 +106,16 @@ impl Load for f16 {
         {
             f16x8_to_f32(&s[..LANES])
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn load16(s: &[f16]) -> gemm512::F32x16 {
+        use core::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm512_cvtph_ps};
+        let h = &s[..16];
+        // SAFETY: `h` is 16 f16 = 32 readable bytes (unaligned load); `load16` is called
+        // only from code compiled with AVX-512F, reached after `gemm512::available()`.
+        let v = unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr().cast::<__m256i>())) };
+        gemm512::F32x16::from(v)
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
