@@ -31,6 +31,7 @@ pub(crate) fn force_narrow(on: bool) {
 }
 
 /// Whether the AVX-512 kernels are switched off ([`crate::force_avx2`]).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn narrow_forced() -> bool {
     NARROW.load(core::sync::atomic::Ordering::Relaxed)

@@ -57,6 +57,7 @@ fn run<W: Load>(
 
 /// `dst = src` (equal lengths) by vectors of eight, then the tail: short runs, where a
 /// call to `memcpy` would cost more than the copy.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn copy_run(dst: &mut [f32], src: &[f32]) {
     let (d8, dt) = dst.as_chunks_mut::<LANES>();
