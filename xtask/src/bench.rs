@@ -120,22 +120,36 @@ fn best_time_per_call(b: &Budget, f: impl FnMut()) -> f64 {
     timed(b, 5, |v| v.iter().copied().fold(f64::INFINITY, f64::min), f)
 }
 
-fn timed(b: &Budget, min_repeats: usize, pick: fn(&mut [f64]) -> f64, mut f: impl FnMut()) -> f64 {
+fn timed(b: &Budget, min_repeats: usize, pick: fn(&mut [f64]) -> f64, f: impl FnMut()) -> f64 {
+    pick(&mut timed_samples(b, min_repeats, f))
+}
+
+/// Median and shortest seconds per call (see [`timed_samples`]).
+fn median_and_best(b: &Budget, f: impl FnMut()) -> (f64, f64) {
+    let mut v = timed_samples(b, 5, f);
+    let best = v.iter().copied().fold(f64::INFINITY, f64::min);
+    (median(&mut v), best)
+}
+
+/// Seconds per call of each timed batch: one warm-up call (which also sizes the
+/// batches), then at least `min_repeats` and up to the budget's repeats of batches of as
+/// many calls as fill `secs / repeats`.
+fn timed_samples(b: &Budget, min_repeats: usize, mut f: impl FnMut()) -> Vec<f64> {
     let t0 = Instant::now();
     f();
     let first = t0.elapsed().as_secs_f64().max(1e-9);
     if first >= b.secs && min_repeats <= 1 {
         // A slow item: its budget is spent; time one warm call unless quick.
         if !b.rerun_slow {
-            return first;
+            return vec![first];
         }
         let t = Instant::now();
         f();
-        return t.elapsed().as_secs_f64();
+        return vec![t.elapsed().as_secs_f64()];
     }
     let repeats = ((b.secs / first) as usize).clamp(min_repeats, b.repeats.max(min_repeats));
     let calls = ((b.secs / repeats as f64 / first) as usize).max(1);
-    let mut samples: Vec<f64> = (0..repeats)
+    (0..repeats)
         .map(|_| {
             let t = Instant::now();
             for _ in 0..calls {
@@ -143,8 +157,7 @@ fn timed(b: &Budget, min_repeats: usize, pick: fn(&mut [f64]) -> f64, mut f: imp
             }
             t.elapsed().as_secs_f64() / calls as f64
         })
-        .collect();
-    pick(&mut samples)
+        .collect()
 }
 
 /// A small seeded generator (SplitMix64) for benchmark data and synthetic checkpoints.
@@ -607,8 +620,11 @@ struct E2eRow {
     /// Items (images, sentences, tokens) per second.
     per_s: f64,
     unit: &'static str,
-    /// What ONNX Runtime takes per item, with `--peer onnxruntime`.
+    /// Mote's shortest time per item over the timed batches (encoders and images).
+    best_ms: Option<f64>,
+    /// What ONNX Runtime takes per item, with `--peer onnxruntime`: median, shortest.
     peer_ms: Option<f64>,
+    peer_best_ms: Option<f64>,
 }
 
 impl E2eRow {
@@ -630,8 +646,8 @@ fn dims(model: &Model<'_>, input: &str) -> Result<Vec<usize>> {
 }
 
 /// Images per second of an image classifier, one image per `invoke`, cycling over
-/// `pixels` (`[N, C, H, W]` flattened; N >= 1).
-fn vit_images_per_s(b: &Budget, bytes: &AlignedBytes, pixels: &[f32]) -> Result<f64> {
+/// `pixels` (`[N, C, H, W]` flattened; N >= 1), and the shortest ms per image.
+fn vit_images_per_s(b: &Budget, bytes: &AlignedBytes, pixels: &[f32]) -> Result<(f64, f64)> {
     let model = Model::parse(bytes)?;
     let per_image: usize = dims(&model, "pixel_values")?.iter().product();
     if per_image == 0 || pixels.len() < per_image {
@@ -642,7 +658,7 @@ fn vit_images_per_s(b: &Budget, bytes: &AlignedBytes, pixels: &[f32]) -> Result<
     let images: Vec<&[f32]> = pixels.chunks_exact(per_image).collect();
     let mut i = 0;
     let mut failed = None;
-    let secs = time_per_call(b, || {
+    let (secs, best) = median_and_best(b, || {
         let img = images[i % images.len()];
         i += 1;
         if let Err(e) = interp.set_input("pixel_values", img).and_then(|()| interp.invoke()) {
@@ -653,7 +669,7 @@ fn vit_images_per_s(b: &Budget, bytes: &AlignedBytes, pixels: &[f32]) -> Result<
     if let Some(e) = failed {
         return Err(e.into());
     }
-    Ok(1.0 / secs)
+    Ok((1.0 / secs, best * 1e3))
 }
 
 fn bench_digits_vit(b: &Budget) -> Result<E2eRow> {
@@ -662,13 +678,15 @@ fn bench_digits_vit(b: &Budget) -> Result<E2eRow> {
     let test = read_safetensors(&dir.join("test.safetensors")).context("reading the digits test split")?;
     let pixels =
         test.get("pixel_values").and_then(HostTensor::as_f32).context("test.safetensors: no f32 pixel_values")?;
-    let per_s = vit_images_per_s(b, &bytes, pixels)?;
+    let (per_s, best) = vit_images_per_s(b, &bytes, pixels)?;
     Ok(E2eRow {
         name: "digits ViT".into(),
         detail: "demo/digits-vit, 8x8x1, hidden 64, 2 layers, f16".into(),
         per_s,
         unit: "images/s",
+        best_ms: Some(best),
         peer_ms: None,
+        peer_best_ms: None,
     })
 }
 
@@ -677,13 +695,15 @@ fn bench_vit_dir(b: &Budget, dir: &Path) -> Result<E2eRow> {
     let model = Model::parse(&bytes)?;
     let per_image: usize = dims(&model, "pixel_values")?.iter().product();
     let pixels = Rng(7).normal_vec(per_image, 1.0);
-    let per_s = vit_images_per_s(b, &bytes, &pixels)?;
+    let (per_s, best) = vit_images_per_s(b, &bytes, &pixels)?;
     Ok(E2eRow {
         name: "ViT (--vit-dir)".into(),
         detail: dir.display().to_string(),
         per_s,
         unit: "images/s",
+        best_ms: Some(best),
         peer_ms: None,
+        peer_best_ms: None,
     })
 }
 
@@ -733,7 +753,7 @@ fn bench_minilm(b: &Budget, dir: &Path) -> Result<E2eRow> {
         interp.invoke()
     };
     run(&mut interp)?; // fails here, not inside the timing loop, on a bad model
-    let secs = time_per_call(b, || {
+    let (secs, best) = median_and_best(b, || {
         black_box(run(&mut interp).is_ok());
         black_box(interp.output("last_hidden_state").ok());
     });
@@ -742,7 +762,9 @@ fn bench_minilm(b: &Budget, dir: &Path) -> Result<E2eRow> {
         detail: format!("{MINILM_SEQ} tokens, hidden 384, 6 layers, f16"),
         per_s: 1.0 / secs,
         unit: "sentences/s",
+        best_ms: Some(best * 1e3),
         peer_ms: None,
+        peer_best_ms: None,
     })
 }
 
@@ -870,15 +892,18 @@ fn bench_decoder(b: &Budget, name: &str, detail: &str, dir: &Path, make: fn(&Pat
         detail: format!("{detail}; {PROMPT_TOKENS}-token prompt, {} greedy steps", b.decode_tokens),
         per_s,
         unit: "tokens/s",
+        best_ms: None,
         peer_ms: None,
+        peer_best_ms: None,
     })
 }
 
 // ---------------------------------------------------------------------------------------
 // 4. ONNX Runtime peer.
 
-/// Runs `scripts/onnx_peer.py` with `args`; its median milliseconds per inference.
-fn peer_ms(b: &Budget, tag: &str, args: &[&str]) -> Result<f64> {
+/// Runs `scripts/onnx_peer.py` with `args`; its median and shortest milliseconds per
+/// inference.
+fn peer_ms(b: &Budget, tag: &str, args: &[&str]) -> Result<(f64, f64)> {
     let root = crate::workspace_root();
     let script = root.join("scripts/onnx_peer.py");
     if !script.exists() {
@@ -902,7 +927,9 @@ fn peer_ms(b: &Budget, tag: &str, args: &[&str]) -> Result<f64> {
         bail!("onnx_peer.py {} failed: {last}", args.join(" "));
     }
     let v: Value = serde_json::from_slice(&std::fs::read(&json_path).context("reading the peer's JSON")?)?;
-    v.get("median_ms").and_then(Value::as_f64).context("the peer's JSON has no median_ms")
+    let median = v.get("median_ms").and_then(Value::as_f64).context("the peer's JSON has no median_ms")?;
+    let min = v.get("min_ms").and_then(Value::as_f64).context("the peer's JSON has no min_ms")?;
+    Ok((median, min))
 }
 
 fn onnxruntime_ready() -> bool {
@@ -960,12 +987,28 @@ fn print_peer(rows: &[E2eRow]) {
     if pairs.is_empty() {
         return;
     }
-    println!("\n{:<22} {:>11} {:>11} {:>10}", "vs onnxruntime", "Mote ms", "ORT ms", "Mote/ORT");
+    println!(
+        "\n{:<22} {:>11} {:>11} {:>10}   {:>11} {:>11} {:>10}",
+        "vs onnxruntime", "Mote ms", "ORT ms", "Mote/ORT", "best Mote", "best ORT", "Mote/ORT"
+    );
     for r in pairs {
         let ort = r.peer_ms.unwrap_or(f64::NAN);
-        println!("{:<22} {:>11.3} {:>11.3} {:>10.2}", r.name, r.ms(), ort, r.ms() / ort);
+        let (bm, bo) = (r.best_ms.unwrap_or(f64::NAN), r.peer_best_ms.unwrap_or(f64::NAN));
+        println!(
+            "{:<22} {:>11.3} {:>11.3} {:>10.2}   {:>11.3} {:>11.3} {:>10.2}",
+            r.name,
+            r.ms(),
+            ort,
+            r.ms() / ort,
+            bm,
+            bo,
+            bm / bo
+        );
     }
-    println!("  (one thread each; Mote/ORT < 1 means Mote is faster)");
+    println!(
+        "  (one thread each; Mote/ORT < 1 means Mote is faster; medians, then the shortest times, which\n   \
+         another process on the machine disturbs least)"
+    );
 }
 
 /// Keeps a finished row (its index, for the peer) or notes why the item was skipped.
@@ -1023,8 +1066,11 @@ fn to_json(
             "per_s": r.per_s,
             "unit": r.unit,
             "ms": r.ms(),
+            "best_ms": r.best_ms,
             "onnxruntime_ms": r.peer_ms,
+            "onnxruntime_best_ms": r.peer_best_ms,
             "mote_over_onnxruntime": r.peer_ms.map(|p| r.ms() / p),
+            "mote_over_onnxruntime_best": r.best_ms.zip(r.peer_best_ms).map(|(m, p)| m / p),
         })).collect::<Vec<_>>(),
         "notes": notes,
     })
@@ -1108,7 +1154,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             for (i, tag, args) in &peer_jobs {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 match peer_ms(&b, tag, &args) {
-                    Ok(ms) => e2e[*i].peer_ms = Some(ms),
+                    Ok((ms, best)) => {
+                        e2e[*i].peer_ms = Some(ms);
+                        e2e[*i].peer_best_ms = Some(best);
+                    }
                     Err(err) => notes.push(format!("onnxruntime {tag}: {err:#}")),
                 }
             }
