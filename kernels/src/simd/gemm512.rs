@@ -237,7 +237,9 @@ pub(crate) fn gemm_gather<W: Load>(
             while j0 < n {
                 let nr = (n - j0).min(NR);
                 pack(w, k, j0, nr, k0, kc, &mut panel.0[..]);
-                if g0 + gm >= m {
+                // The first group of rows meets this block's panels cold: fetch the next
+                // one ahead; the last group fetches the next block's first panel.
+                if (g0 == 0 && j0 + NR < n) || (g0 + gm >= m && j0 + NR >= n) {
                     prefetch_next(w, k, n, j0, k0, kc, step);
                 }
                 let panel = &panel.0[..kc];

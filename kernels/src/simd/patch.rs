@@ -102,8 +102,8 @@ fn dispatch_w<const WIDE: bool>(
                 let mut d = 0;
                 while d < dst.len() {
                     let len = (p - off).min(dst.len() - d);
-                    let src = &image[ch * h * w + (py * p + kh) * w + px * p + off..][..len];
-                    copy_run(&mut dst[d..d + len], src);
+                    let at = ch * h * w + (py * p + kh) * w + px * p + off;
+                    copy_run(&mut dst[d..d + len], &image[at..][..len]);
                     d += len;
                     off = 0;
                     kh += 1;
