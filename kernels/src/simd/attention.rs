@@ -92,7 +92,7 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
                         let keep: [bool; LANES] = core::array::from_fn(|t| t < n8 && mk[start + t] != 0.0);
                         v = Mask::<i32, LANES>::from_array(keep).select(v, F32x8::splat(f32::NEG_INFINITY));
                     }
-                    block_max = block_max.max(v.reduce_max());
+                    block_max = block_max.max(super::hmax(v));
                     chunk.copy_from_slice(v.as_array());
                 }
                 if block_max > f32::NEG_INFINITY {

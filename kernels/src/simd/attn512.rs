@@ -17,7 +17,7 @@
 
 use super::F32x8;
 use super::gemm::pack;
-use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, tile};
+use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, max16, reduce_max16, reduce_sum16, tile};
 use crate::attention::AttentionShape;
 use core::simd::prelude::*;
 
@@ -87,20 +87,21 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
         // No padding mask and a positive scale (the usual case): max(scale * s) is
         // scale * max(s) (rounding is monotonic), so the first pass only reads, and the
         // second computes exp(scale * s - m) with one multiply-add.
-        let mut mx = ninf;
-        for ch in &chunks[..full] {
-            mx = mx.simd_max(F32x16::from_array(*ch));
+        // Two running maxima, so the chain of dependent steps is half as long.
+        let mut mx = [ninf; 2];
+        for (c, ch) in chunks[..full].iter().enumerate() {
+            mx[c % 2] = max16(mx[c % 2], F32x16::from_array(*ch));
         }
         if full < any {
-            mx = mx.simd_max(visible(full).select(F32x16::from_array(chunks[full]), ninf));
+            mx[0] = max16(mx[0], visible(full).select(F32x16::from_array(chunks[full]), ninf));
         }
-        let m = mx.reduce_max() * scale;
+        let m = reduce_max16(max16(mx[0], mx[1])) * scale;
         if m == f32::NEG_INFINITY {
             row.fill(0.0);
             return 0.0;
         }
         let (sc, nm) = (F32x16::splat(scale), F32x16::splat(-m));
-        let mut sum = F32x16::splat(0.0);
+        let mut sum = [F32x16::splat(0.0); 2];
         for (c, ch) in chunks.iter_mut().enumerate() {
             let e = if c < full {
                 super::math::wide::exp(fma16(F32x16::from_array(*ch), sc, nm))
@@ -111,9 +112,9 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
                 F32x16::splat(0.0)
             };
             *ch = e.to_array();
-            sum += e;
+            sum[c % 2] += e;
         }
-        sum
+        sum[0] + sum[1]
     } else {
         let mut mx = ninf;
         for (c, ch) in chunks.iter_mut().enumerate() {
@@ -124,9 +125,9 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
             }
             let x = ok.select(F32x16::from_array(*ch) * F32x16::splat(scale), ninf);
             *ch = x.to_array();
-            mx = mx.simd_max(x);
+            mx = max16(mx, x);
         }
-        let m = mx.reduce_max();
+        let m = reduce_max16(mx);
         if m == f32::NEG_INFINITY {
             row.fill(0.0);
             return 0.0;
@@ -139,7 +140,7 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
         }
         sum
     };
-    1.0 / sum.reduce_sum()
+    1.0 / reduce_sum16(sum)
 }
 
 /// The attention; the caller has checked every length, [`takes`] and that the CPU has

@@ -93,7 +93,7 @@ fn tile<const R: usize>(
             let ok = (lane + Simd::splat((half * LANES) as i32)).simd_lt(Simd::splat(seen as i32)) & pad_ok[half];
             sc[half] = ok.select(acc[r][half] * scale, ninf);
         }
-        let bm = sc[0].simd_max(sc[1]).reduce_max();
+        let bm = super::hmax(sc[0].simd_max(sc[1]));
         if bm == f32::NEG_INFINITY {
             continue; // nothing visible in this block
         }
@@ -102,7 +102,7 @@ fn tile<const R: usize>(
         let m_new = m_old.max(bm);
         let e = [super::math::exp(sc[0] - F32x8::splat(m_new)), super::math::exp(sc[1] - F32x8::splat(m_new))];
         let rescale = crate::math::expf(m_old - m_new); // 0 while m_old is -inf
-        rows.l[r0 + r] = rows.l[r0 + r] * rescale + (e[0] + e[1]).reduce_sum();
+        rows.l[r0 + r] = rows.l[r0 + r] * rescale + super::hsum(e[0] + e[1]);
         rows.m[r0 + r] = m_new;
         p[r] = e;
         resc[r] = rescale;

@@ -11,6 +11,7 @@
 use super::gemm::pack;
 use super::{F32x8, Load};
 use core::simd::Simd;
+use core::simd::prelude::SimdFloat;
 
 pub(crate) type F32x16 = Simd<f32, 16>;
 
@@ -55,6 +56,43 @@ pub(crate) fn fma16(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
     // SAFETY: only reached from functions compiled with AVX-512F, after `available()`
     // confirmed the CPU has it; the operation touches no memory.
     F32x16::from(unsafe { _mm512_fmadd_ps(a.into(), b.into(), c.into()) })
+}
+
+/// Lane-wise maximum, one instruction (`vmaxps`: the second operand where either is NaN,
+/// unlike `simd_max`, whose NaN rule costs two more instructions on every step).
+#[inline(always)]
+pub(crate) fn max16(a: F32x16, b: F32x16) -> F32x16 {
+    use core::arch::x86_64::_mm512_max_ps;
+    // SAFETY: only reached from functions compiled with AVX-512F (see `fma16`).
+    F32x16::from(unsafe { _mm512_max_ps(a.into(), b.into()) })
+}
+
+/// Maximum of the lanes by halving (four steps), not lane by lane: a row's softmax waits
+/// on it.
+#[inline(always)]
+pub(crate) fn reduce_max16(v: F32x16) -> f32 {
+    use core::simd::simd_swizzle;
+    let m8 = max8(simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]), simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]));
+    let m4 = simd_swizzle!(m8, [0, 1, 2, 3]).simd_max(simd_swizzle!(m8, [4, 5, 6, 7]));
+    let m2 = simd_swizzle!(m4, [0, 1]).simd_max(simd_swizzle!(m4, [2, 3]));
+    m2[0].max(m2[1])
+}
+
+/// Sum of the lanes by halving (four steps).
+#[inline(always)]
+pub(crate) fn reduce_sum16(v: F32x16) -> f32 {
+    use core::simd::simd_swizzle;
+    let s8 = simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]) + simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]);
+    let s4 = simd_swizzle!(s8, [0, 1, 2, 3]) + simd_swizzle!(s8, [4, 5, 6, 7]);
+    let s2 = simd_swizzle!(s4, [0, 1]) + simd_swizzle!(s4, [2, 3]);
+    s2[0] + s2[1]
+}
+
+#[inline(always)]
+fn max8(a: F32x8, b: F32x8) -> F32x8 {
+    use core::arch::x86_64::_mm256_max_ps;
+    // SAFETY: AVX is implied by the AVX-512F these functions run under.
+    F32x8::from(unsafe { _mm256_max_ps(a.into(), b.into()) })
 }
 
 /// A panel row of 48 f32 as three 16-lane vectors.

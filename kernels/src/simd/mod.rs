@@ -157,11 +157,31 @@ pub(crate) fn fma(a: F32x8, b: F32x8, c: F32x8) -> F32x8 {
     }
 }
 
-/// Sum of the lanes.
+/// Sum of the lanes by halving (three dependent adds; `reduce_sum` adds the lanes one
+/// after another, seven).
 #[inline(always)]
 pub(crate) fn hsum(v: F32x8) -> f32 {
-    use core::simd::num::SimdFloat;
-    v.reduce_sum()
+    use core::simd::simd_swizzle;
+    let s4 = simd_swizzle!(v, [0, 1, 2, 3]) + simd_swizzle!(v, [4, 5, 6, 7]);
+    let s2 = simd_swizzle!(s4, [0, 1]) + simd_swizzle!(s4, [2, 3]);
+    s2[0] + s2[1]
+}
+
+/// Maximum of the lanes by halving (for inputs without NaN: a NaN lane may or may not
+/// win).
+#[inline(always)]
+pub(crate) fn hmax(v: F32x8) -> f32 {
+    use core::simd::simd_swizzle;
+    let m4 = max_lanes(simd_swizzle!(v, [0, 1, 2, 3]), simd_swizzle!(v, [4, 5, 6, 7]));
+    let m2 = max_lanes(simd_swizzle!(m4, [0, 1]), simd_swizzle!(m4, [2, 3]));
+    if m2[0] > m2[1] { m2[0] } else { m2[1] }
+}
+
+/// Lane-wise `if a > b { a } else { b }`: one `maxps` on x86 (no NaN rule).
+#[inline(always)]
+fn max_lanes<const N: usize>(a: Simd<f32, N>, b: Simd<f32, N>) -> Simd<f32, N> {
+    use core::simd::prelude::*;
+    a.simd_gt(b).select(a, b)
 }
 
 #[cfg(test)]
