@@ -14,13 +14,15 @@ use super::{F32x8, LANES};
 
 use crate::activation::Activation;
 
-/// The functions below for one vector type `V` of `L` f32 lanes, its multiply-add `fma`.
+/// The functions below for one vector type `V` of `L` f32 lanes, its multiply-add `fma`
+/// and its reciprocal `recip` (for positive finite inputs).
 macro_rules! vector_math {
-    ($V:ty, $L:expr, $fma:path) => {
+    ($V:ty, $L:expr, $fma:path, $recip:path) => {
         #[allow(dead_code)]
         type V = $V;
         const L: usize = $L;
         use $fma as fma;
+        use $recip as recip;
 
         // `core::simd` in no_std has no `StdFloat` (floor, mul_add): rounding uses the
         // add-and-subtract trick (exact for |x| < 2^22), multiply-adds `super::fma`.
@@ -50,7 +52,7 @@ macro_rules! vector_math {
         #[inline(always)]
         fn erf(x: V) -> V {
             let a = x.abs();
-            let t = V::splat(1.0) / (V::splat(1.0) + V::splat(0.327_591_1) * a);
+            let t = recip(fma(V::splat(0.327_591_1), a, V::splat(1.0)));
             let mut p = V::splat(1.061_405_4);
             for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
                 p = fma(p, t, V::splat(c));
@@ -61,14 +63,14 @@ macro_rules! vector_math {
 
         #[inline(always)]
         fn sigmoid(x: V) -> V {
-            V::splat(1.0) / (V::splat(1.0) + exp(-x))
+            recip(V::splat(1.0) + exp(-x))
         }
 
         #[inline(always)]
         fn tanh(x: V) -> V {
             // tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); exact sign, no overflow.
             let e = exp(V::splat(2.0) * x.abs());
-            (V::splat(1.0) - V::splat(2.0) / (e + V::splat(1.0))).copysign(x)
+            (V::splat(1.0) - V::splat(2.0) * recip(e + V::splat(1.0))).copysign(x)
         }
 
         #[inline(always)]
@@ -112,15 +114,52 @@ macro_rules! vector_math {
     };
 }
 
-vector_math!(F32x8, LANES, super::fma);
+/// `1 / x` for x >= 1 (where the activations use it): the hardware's 12-bit estimate and
+/// one Newton step on x86-64 (a division costs several times as much), a division
+/// elsewhere. Relative error below 2^-22; x is first capped at 1e30 (so an infinite x
+/// gives 1e-30, not the NaN of the Newton step), and a NaN stays NaN.
+#[inline(always)]
+fn recip8(x: F32x8) -> F32x8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm256_min_ps, _mm256_rcp_ps};
+        // SAFETY: AVX is part of what `available()` checked before any kernel runs.
+        // `minps(a, b)` returns b when either is NaN: a NaN x passes through.
+        let x = F32x8::from(unsafe { _mm256_min_ps(F32x8::splat(1e30).into(), x.into()) });
+        // SAFETY: as above.
+        let r = F32x8::from(unsafe { _mm256_rcp_ps(x.into()) });
+        r * super::fma(-x, r, F32x8::splat(2.0))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        F32x8::splat(1.0) / x
+    }
+}
+
+vector_math!(F32x8, LANES, super::fma, recip8);
 
 /// Sixteen-lane versions (AVX-512F), for code compiled with it.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod wide {
+    use super::super::gemm512::{F32x16, fma16};
     use super::Activation;
     use core::simd::Simd;
     use core::simd::prelude::*;
-    vector_math!(super::super::gemm512::F32x16, 16, super::super::gemm512::fma16);
+
+    /// `1 / x` for x >= 1: the 14-bit estimate and one Newton step, x capped at 1e30 as
+    /// in `recip8`.
+    #[inline(always)]
+    fn recip16(x: F32x16) -> F32x16 {
+        use core::arch::x86_64::{_mm512_min_ps, _mm512_rcp14_ps};
+        // SAFETY: only reached from functions compiled with AVX-512F; `vminps` returns
+        // its second operand when either is NaN.
+        let x = F32x16::from(unsafe { _mm512_min_ps(F32x16::splat(1e30).into(), x.into()) });
+        // SAFETY: as above.
+        let r = F32x16::from(unsafe { _mm512_rcp14_ps(x.into()) });
+        r * fma16(-x, r, F32x16::splat(2.0))
+    }
+
+    vector_math!(F32x16, 16, fma16, recip16);
 }
 
 #[cfg(test)]
