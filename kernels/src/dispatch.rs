@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 pub fn path() -> &'static str {
     if simd_active() {
         if cfg!(target_arch = "x86_64") {
-            if wide_gemm() {
-                "simd (x86-64 AVX2 + FMA + F16C, AVX-512F GEMM; detected at run time)"
+            if wide() {
+                "simd (x86-64 AVX2 + FMA + F16C + AVX-512F, detected at run time)"
             } else {
                 "simd (x86-64 AVX2 + FMA + F16C, detected at run time)"
             }
@@ -21,9 +21,9 @@ pub fn path() -> &'static str {
     }
 }
 
-/// Whether the matmuls with many rows run the AVX-512 GEMM (x86-64 with AVX-512F, unless
-/// [`force_avx2`] holds).
-fn wide_gemm() -> bool {
+/// Whether the AVX-512 kernels run (GEMM, attention, decode matvec, activations): x86-64
+/// with AVX-512F, unless [`force_avx2`] holds.
+fn wide() -> bool {
     #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     {
         crate::simd::gemm512::available() && !crate::simd::narrow_forced()
@@ -35,8 +35,8 @@ fn wide_gemm() -> bool {
 }
 
 /// Makes the SIMD path keep to AVX2 on a CPU with AVX-512 (`true`), as on a CPU without
-/// it, or lets it use AVX-512 again (`false`). Tests use it to check both GEMMs on one
-/// machine; benchmarks to compare them.
+/// it, or lets it use AVX-512 again (`false`), for the whole process. For comparing the
+/// two paths on one machine (`quick_matmul`, `quick_attention`).
 pub fn force_avx2(on: bool) {
     #[cfg(feature = "simd")]
     crate::simd::force_narrow(on);
