@@ -253,6 +253,38 @@ mod tests {
         }
     }
 
+    /// A padding mask of all ones (no padding) and one masking only the last key: the
+    /// first takes the unmasked softmax, the second the masked one; both as the reference.
+    #[test]
+    fn masks_with_and_without_padding() {
+        let (heads, hd, n) = (2usize, 32usize, 40usize);
+        let w = heads * hd;
+        let s = AttentionShape {
+            heads,
+            kv_heads: heads,
+            head_dim: hd,
+            q_rows: n,
+            kv_rows: n,
+            q_stride: w,
+            kv_stride: w,
+            causal: false,
+            q_pos0: 0,
+            scale: 0.3,
+        };
+        let (q, k, v) = (vals(n * w, 1), vals(n * w, 2), vals(n * w, 3));
+        for last in [1.0, 0.0] {
+            let mut mask = vec![1f32; n];
+            mask[n - 1] = last;
+            let mut want = vec![0f32; n * w];
+            let mut got = vec![1f32; n * w];
+            ref_attention(&q, &k, &v, Some(&mask), &mut want, &s);
+            attention(&q, &k, &v, Some(&mask), &mut got, &s);
+            for (g, r) in got.iter().zip(&want) {
+                assert!((g - r).abs() <= TOL * (1.0 + r.abs()), "last key {last}: {g} vs {r}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn tiled_matches_reference(

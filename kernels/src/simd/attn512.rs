@@ -121,7 +121,10 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
             let j0 = c * W;
             let mut ok = visible(c);
             if let Some(mk) = key_mask {
-                ok &= Mask::from_array(core::array::from_fn(|t| mk.get(j0 + t).is_some_and(|&x| x != 0.0)));
+                ok &= match mk.get(j0..j0 + W) {
+                    Some(m) => F32x16::from_slice(m).simd_ne(F32x16::splat(0.0)),
+                    None => Mask::from_array(core::array::from_fn(|t| mk.get(j0 + t).is_some_and(|&x| x != 0.0))),
+                };
             }
             let x = ok.select(F32x16::from_array(*ch) * F32x16::splat(scale), ninf);
             *ch = x.to_array();
@@ -157,6 +160,9 @@ pub(crate) fn attention(
     let hd = s.head_dim;
     let width = s.heads * hd;
     let group = (s.heads / s.kv_heads.max(1)).max(1);
+    // A padding mask that masks nothing (a sentence without padding) is no mask: the
+    // softmax then takes its faster form.
+    let key_mask = key_mask.filter(|mk| mk.iter().take(s.kv_rows).any(|&x| x == 0.0));
     let mut scores = [0f32; SCRATCH];
     let mut panel = Panel([[F32x8::splat(0.0); H]; super::gemm512::KC]);
     // Query rows per block: as many whole rows of scores as the scratch holds.
