@@ -36,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut arena = vec![0u8; Interpreter::arena_bytes_for(&model)];
     let mut interp = Interpreter::new(&model, &mut arena).map_err(|e| format!("{e:?}"))?;
     let mut timer = Timer { start: None, by_op: BTreeMap::new(), by_index: BTreeMap::new() };
-    let ids: Vec<i32> = (0..interp.tokens() as i32).map(|i| 1 + i * 7919 % 1000).collect();
+    // Token models: TOKENS tokens (default 128) of deterministic ids.
+    let tokens: usize = std::env::var("TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+    let ids: Vec<i32> = (0..tokens as i32).map(|i| 1 + i * 7919 % 1000).collect();
+    let encoder = model.find_input("attention_mask").is_some();
     let mut total = 0.0;
     let mut best = f64::INFINITY;
     for run in 0..runs + 1 {
@@ -53,7 +56,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             interp.invoke_profiled(&mut timer)?;
         } else {
             interp.reset();
-            interp.step_profiled(&ids, &mut timer)?;
+            if encoder {
+                // An encoder: every token attended to, token types 0.
+                interp.set_tokens(ids.len())?;
+                interp.set_input_ids("input_ids", &ids)?;
+                interp.set_input("attention_mask", &vec![1.0; ids.len()])?;
+                if model.find_input("token_type_ids").is_some() {
+                    interp.set_input_ids("token_type_ids", &vec![0; ids.len()])?;
+                }
+                interp.invoke_profiled(&mut timer)?;
+            } else {
+                interp.step_profiled(&ids, &mut timer)?;
+            }
         }
         total += t.elapsed().as_secs_f64();
         if run > 0 {
