@@ -187,7 +187,7 @@ pub(crate) fn attention(
                 let mut r0 = 0;
                 while r0 < n {
                     let mr = (n - r0).min(MR);
-                    tile(|t| qrow(r0 + t), mr, pnl, &mut sc[r0 * ks + j0..], ks, nr, false);
+                    tile(|t| qrow(r0 + t), mr, pnl, &mut sc[r0 * ks + j0..], ks, nr, false, None, None);
                     r0 += mr;
                 }
                 j0 += nr;

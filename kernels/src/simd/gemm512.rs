@@ -10,6 +10,7 @@
 
 use super::gemm::pack;
 use super::{F32x8, Load};
+use crate::Src;
 use core::simd::Simd;
 use core::simd::prelude::SimdFloat;
 
@@ -107,6 +108,7 @@ fn row3(r: &[F32x8; H]) -> [F32x16; 3] {
 /// One R x 16C tile over a panel (its first `16C >= nr` columns):
 /// `out[r][..nr] (+)= Σ_p x[r][p] * panel[p]`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn micro<const R: usize, const C: usize>(
     xr: [&[f32]; R],
     panel: &[[F32x8; H]],
@@ -114,11 +116,15 @@ pub(crate) fn micro<const R: usize, const C: usize>(
     n: usize,
     nr: usize,
     add: bool,
+    init: Option<&[F32x16; 3]>,
+    res: Option<&[f32]>,
 ) {
     let kc = panel.len();
     // Rows cut to the panel's depth: the loop indexes without bounds checks.
     let xr: [&[f32]; R] = core::array::from_fn(|r| &xr[r][..kc]);
-    let mut acc = [[F32x16::splat(0.0); C]; R];
+    // The sums start from `init` (a bias row) where given.
+    let start: [F32x16; C] = core::array::from_fn(|c| init.map_or(F32x16::splat(0.0), |b| b[c]));
+    let mut acc = [start; R];
     for (p, b) in panel.iter().enumerate() {
         let b = row3(b);
         for r in 0..R {
@@ -128,12 +134,18 @@ pub(crate) fn micro<const R: usize, const C: usize>(
             }
         }
     }
+    // Written back, plus the earlier blocks' sums (`add`) and the residual `res` (laid
+    // out as `out`) where given.
     for (r, acc) in acc.iter().enumerate() {
         let o = &mut out[r * n..r * n + nr];
+        let rr = res.map(|x| &x[r * n..r * n + nr]);
         if nr == 16 * C {
             for (c, v) in acc.iter().enumerate() {
                 let dst = &mut o[c * 16..c * 16 + 16];
-                let v = if add { *v + F32x16::from_slice(dst) } else { *v };
+                let mut v = if add { *v + F32x16::from_slice(dst) } else { *v };
+                if let Some(x) = rr {
+                    v += F32x16::from_slice(&x[c * 16..c * 16 + 16]);
+                }
                 dst.copy_from_slice(v.as_array());
             }
         } else {
@@ -146,6 +158,9 @@ pub(crate) fn micro<const R: usize, const C: usize>(
             } else {
                 o.copy_from_slice(&tile[..nr]);
             }
+            if let Some(x) = rr {
+                o.iter_mut().zip(x).for_each(|(o, x)| *o += x);
+            }
         }
     }
 }
@@ -153,6 +168,7 @@ pub(crate) fn micro<const R: usize, const C: usize>(
 /// `micro` for an `mr x nr` tile (`mr <= MR`, `nr <= NR`): the narrowest column count
 /// that covers `nr`, so a partial panel (the last keys of a row) costs what it uses.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn tile<'x>(
     xrow: impl Fn(usize) -> &'x [f32],
     mr: usize,
@@ -161,13 +177,15 @@ pub(crate) fn tile<'x>(
     n: usize,
     nr: usize,
     add: bool,
+    init: Option<&[F32x16; 3]>,
+    res: Option<&[f32]>,
 ) {
     macro_rules! go {
         ($r:literal) => {
             match nr.div_ceil(16) {
-                3 => micro::<$r, 3>(core::array::from_fn(&xrow), panel, out, n, nr, add),
-                2 => micro::<$r, 2>(core::array::from_fn(&xrow), panel, out, n, nr, add),
-                _ => micro::<$r, 1>(core::array::from_fn(&xrow), panel, out, n, nr, add),
+                3 => micro::<$r, 3>(core::array::from_fn(&xrow), panel, out, n, nr, add, init, res),
+                2 => micro::<$r, 2>(core::array::from_fn(&xrow), panel, out, n, nr, add, init, res),
+                _ => micro::<$r, 1>(core::array::from_fn(&xrow), panel, out, n, nr, add, init, res),
             }
         };
     }
@@ -206,8 +224,32 @@ fn prefetch_next<W: Load>(w: &[W], k: usize, n: usize, j0: usize, k0: usize, kc:
 #[repr(align(64))]
 pub(crate) struct Panel(pub(crate) [[F32x8; H]; KC]);
 
-/// The raw product with row `i` of x, columns `k0 .. k0+kc`, given by `xrow(i, k0, kc)`
-/// (k walked in blocks of `step`, capped at KC). The caller has checked every length.
+/// Parts of the epilogue the GEMM applies itself, with no pass of its own: the sums
+/// start from the bias, and the last k block's write-back adds the residual (`[m, n]`,
+/// laid out as the output; only when no activation comes between them).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Fused<'a> {
+    pub(crate) bias: Option<Src<'a>>,
+    pub(crate) residual: Option<&'a [f32]>,
+}
+
+impl Fused<'_> {
+    /// The bias of output columns `j0 .. j0+nr` as three vectors (zero past nr).
+    #[inline(always)]
+    fn bias_panel(&self, j0: usize, nr: usize) -> Option<[F32x16; 3]> {
+        let b = self.bias?;
+        let mut row = [0f32; NR];
+        match b {
+            Src::F32(b) => row[..nr].copy_from_slice(&b[j0..j0 + nr]),
+            Src::F16(b) => row[..nr].iter_mut().zip(&b[j0..j0 + nr]).for_each(|(o, v)| *o = v.to_f32()),
+        }
+        Some(core::array::from_fn(|c| F32x16::from_slice(&row[c * 16..c * 16 + 16])))
+    }
+}
+
+/// The product with row `i` of x, columns `k0 .. k0+kc`, given by `xrow(i, k0, kc)`
+/// (k walked in blocks of `step`, capped at KC), with the `fused` parts of the
+/// epilogue. The caller has checked every length.
 #[inline(always)]
 pub(crate) fn gemm_with<'x, W: Load>(
     xrow: impl Fn(usize, usize, usize) -> &'x [f32],
@@ -217,23 +259,27 @@ pub(crate) fn gemm_with<'x, W: Load>(
     m: usize,
     k: usize,
     n: usize,
+    fused: Fused<'_>,
 ) {
     let step = step.clamp(1, KC);
     let mut panel = Panel([[F32x8::splat(0.0); H]; KC]);
     let mut k0 = 0;
     while k0 < k {
         let kc = (k - k0).min(step);
+        let last = k0 + kc >= k;
         let mut j0 = 0;
         while j0 < n {
             let nr = (n - j0).min(NR);
             pack(w, k, j0, nr, k0, kc, &mut panel.0[..]);
             prefetch_next(w, k, n, j0, k0, kc, step);
             let panel = &panel.0[..kc];
+            let init = if k0 == 0 { fused.bias_panel(j0, nr) } else { None };
             let mut i0 = 0;
             while i0 < m {
                 let mr = (m - i0).min(MR);
                 let o = &mut out[i0 * n + j0..];
-                tile(|r| xrow(i0 + r, k0, kc), mr, panel, o, n, nr, k0 > 0);
+                let res = fused.residual.filter(|_| last).map(|x| &x[i0 * n + j0..]);
+                tile(|r| xrow(i0 + r, k0, kc), mr, panel, o, n, nr, k0 > 0, init.as_ref(), res);
                 i0 += mr;
             }
             j0 += nr;
@@ -285,7 +331,7 @@ pub(crate) fn gemm_gather<W: Load>(
                 while r0 < gm {
                     let mr = (gm - r0).min(MR);
                     let o = &mut out[(g0 + r0) * n + j0..];
-                    tile(|r| &buf[r0 + r][..kc], mr, panel, o, n, nr, k0 > 0);
+                    tile(|r| &buf[r0 + r][..kc], mr, panel, o, n, nr, k0 > 0, None, None);
                     r0 += mr;
                 }
                 j0 += nr;
@@ -299,10 +345,20 @@ pub(crate) fn gemm_gather<W: Load>(
 /// `gemm_with` over a plain row-major x with row stride `xs`, k in equal blocks of at
 /// most KC.
 #[inline(always)]
-pub(crate) fn gemm<W: Load>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<W: Load>(
+    x: &[f32],
+    xs: usize,
+    w: &[W],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    fused: Fused<'_>,
+) {
     let blocks = k.div_ceil(KC);
     let step = k.div_ceil(blocks).next_multiple_of(8).min(KC);
-    gemm_with(|i, k0, kc| &x[i * xs + k0..i * xs + k0 + kc], step, w, out, m, k, n)
+    gemm_with(|i, k0, kc| &x[i * xs + k0..i * xs + k0 + kc], step, w, out, m, k, n, fused)
 }
 
 /// Decode (one row of x): `x . w_j` for NR weight rows at once, sixteen lanes per step,

@@ -265,9 +265,20 @@ fn dispatch_w<const WIDE: bool>(
         (Src::F16(w), 1) => matvec::<WIDE, _>(&x[..k], w, out, k, n),
         (Src::F32(w), 1) => matvec::<WIDE, _>(&x[..k], w, out, k, n),
         #[cfg(target_arch = "x86_64")]
-        (Src::F16(w), m) if WIDE && m >= super::gemm::MIN_M => super::gemm512::gemm(x, xs, w, out, m, k, n),
-        #[cfg(target_arch = "x86_64")]
-        (Src::F32(w), m) if WIDE && m >= super::gemm::MIN_M => super::gemm512::gemm(x, xs, w, out, m, k, n),
+        (w, m) if WIDE && m >= super::gemm::MIN_M => {
+            // The AVX-512 GEMM starts its sums from the bias and adds the residual as it
+            // writes the last block when no activation comes between; the rest follows.
+            let plain = act == Activation::None;
+            let fused = super::gemm512::Fused { bias, residual: residual.filter(|_| plain) };
+            match w {
+                Src::F16(w) => super::gemm512::gemm(x, xs, w, out, m, k, n, fused),
+                Src::F32(w) => super::gemm512::gemm(x, xs, w, out, m, k, n, fused),
+            }
+            if !plain {
+                epilogue::<WIDE>(None, residual, act, out, n);
+            }
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         (Src::F16(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
         #[cfg(target_arch = "x86_64")]
@@ -374,8 +385,12 @@ mod tests {
         let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
         let w = if f16w { Src::F16(&w16) } else { Src::F32(&w32) };
         let bias = vals(n, 3);
+        let bias16: Vec<f16> = bias.iter().map(|&v| f16::from_f32(v)).collect();
         let res = vals(m * n, 4);
-        let (b, r) = (with_bias.then_some(Src::F32(&bias)), with_res.then_some(&res[..]));
+        // f16 weights come with an f16 bias here (the converter keeps biases f32; the
+        // kernels take either).
+        let b = with_bias.then_some(if f16w { Src::F16(&bias16) } else { Src::F32(&bias) });
+        let r = with_res.then_some(&res[..]);
         let mut want = vec![0f32; m * n];
         let mut got = vec![0f32; m * n];
         ref_matmul_strided(&x, xs, w, b, r, act, &mut want, m, k, n);
@@ -427,11 +442,14 @@ mod tests {
     #[test]
     fn gemm_blocks_and_edges() {
         for &m in &[6, 7, 8, 9, 11, 12, 13, 16, 17] {
-            for &k in &[8, 127, 128, 129, 255, 256, 257, 520] {
-                for &n in &[1, 15, 16, 17, 40, 47, 48, 49, 100] {
+            for &k in &[8, 127, 128, 129, 191, 192, 193, 255, 256, 257, 520] {
+                for &n in &[1, 15, 16, 17, 32, 40, 47, 48, 49, 96, 100] {
                     for f16w in [true, false] {
                         check(m, k, n, 3, f16w, true, true, Activation::Silu);
                     }
+                    // No activation: the AVX-512 GEMM adds bias and residual itself.
+                    check(m, k, n, 3, m % 2 == 0, true, true, Activation::None);
+                    check(m, k, n, 0, m % 2 == 1, m % 3 == 0, m % 3 != 0, Activation::None);
                 }
             }
         }
