@@ -251,6 +251,7 @@ impl Fused<'_> {
 /// (k walked in blocks of `step`, capped at KC), with the `fused` parts of the
 /// epilogue. The caller has checked every length.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_with<'x, W: Load>(
     xrow: impl Fn(usize, usize, usize) -> &'x [f32],
     step: usize,
