@@ -61,10 +61,12 @@ fn tile<const R: usize>(
     let qrow = |r: usize| &q[(i0 + r0 + r) * s.q_stride + h * hd..][..hd];
     // Scores: acc[r] = q_r . k_j for the KB keys.
     let mut acc = [[F32x8::splat(0.0); 2]; R];
-    let qr: [&[f32]; R] = core::array::from_fn(qrow);
+    let qr: [&[f32]; R] = core::array::from_fn(|r| &qrow(r)[..kt.len()]);
     for (d, kv) in kt.iter().enumerate() {
         for r in 0..R {
-            let a = F32x8::splat(qr[r][d]);
+            // SAFETY: every row was cut to exactly `kt.len()` values just above and
+            // d < kt.len().
+            let a = F32x8::splat(unsafe { *qr[r].get_unchecked(d) });
             acc[r][0] = fma(a, kv[0], acc[r][0]);
             acc[r][1] = fma(a, kv[1], acc[r][1]);
         }

@@ -81,9 +81,13 @@ pub(crate) fn transpose8(v: &mut [F32x8; LANES]) {
 #[inline(always)]
 fn micro<const R: usize>(xr: [&[f32]; R], panel: &[[F32x8; 2]], out: &mut [f32], n: usize, nr: usize, add: bool) {
     let mut acc = [[F32x8::splat(0.0); 2]; R];
+    let xr: [&[f32]; R] = core::array::from_fn(|r| &xr[r][..panel.len()]);
     for (p, b) in panel.iter().enumerate() {
         for r in 0..R {
-            let a = F32x8::splat(xr[r][p]);
+            // SAFETY: every row was cut to exactly `panel.len()` values just above and
+            // p < panel.len() (a check per row and step costs much of the speed where the
+            // compiler does not see it).
+            let a = F32x8::splat(unsafe { *xr[r].get_unchecked(p) });
             acc[r][0] = fma(a, b[0], acc[r][0]);
             acc[r][1] = fma(a, b[1], acc[r][1]);
         }
