@@ -26,7 +26,7 @@ pub fn path() -> &'static str {
 fn wide() -> bool {
     #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     {
-        crate::simd::gemm512::available() && !crate::simd::narrow_forced()
+        crate::simd::wide()
     }
     #[cfg(not(all(feature = "simd", target_arch = "x86_64")))]
     {

@@ -159,8 +159,8 @@ pub(crate) fn attention(
     s: &AttentionShape,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::gemm512::available() && !super::narrow_forced() {
-        // SAFETY: `gemm512::available()` confirmed AVX-512F on top of AVX2, FMA and F16C.
+    if super::wide() {
+        // SAFETY: `wide()` confirmed AVX-512F on top of AVX2, FMA and F16C.
         unsafe { avx512(q, k, v, key_mask, out, s) }
     } else {
         // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.

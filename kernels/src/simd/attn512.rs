@@ -17,7 +17,8 @@
 
 use super::F32x8;
 use super::gemm::pack;
-use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, max16, reduce_max16, reduce_sum16, tile};
+use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, reduce_max16, reduce_sum16, tile};
+use super::max_lanes as max16;
 use crate::attention::AttentionShape;
 use core::simd::prelude::*;
 

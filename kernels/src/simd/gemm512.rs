@@ -12,7 +12,6 @@ use super::gemm::pack;
 use super::{F32x8, Load};
 use crate::Src;
 use core::simd::Simd;
-use core::simd::prelude::SimdFloat;
 
 pub(crate) type F32x16 = Simd<f32, 16>;
 
@@ -59,41 +58,19 @@ pub(crate) fn fma16(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
     F32x16::from(unsafe { _mm512_fmadd_ps(a.into(), b.into(), c.into()) })
 }
 
-/// Lane-wise maximum, one instruction (`vmaxps`: the second operand where either is NaN,
-/// unlike `simd_max`, whose NaN rule costs two more instructions on every step).
-#[inline(always)]
-pub(crate) fn max16(a: F32x16, b: F32x16) -> F32x16 {
-    use core::arch::x86_64::_mm512_max_ps;
-    // SAFETY: only reached from functions compiled with AVX-512F (see `fma16`).
-    F32x16::from(unsafe { _mm512_max_ps(a.into(), b.into()) })
-}
-
-/// Maximum of the lanes by halving (four steps), not lane by lane: a row's softmax waits
-/// on it.
+/// Maximum of the lanes by halving (for inputs without NaN), as [`super::hmax`].
 #[inline(always)]
 pub(crate) fn reduce_max16(v: F32x16) -> f32 {
     use core::simd::simd_swizzle;
-    let m8 = max8(simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]), simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]));
-    let m4 = simd_swizzle!(m8, [0, 1, 2, 3]).simd_max(simd_swizzle!(m8, [4, 5, 6, 7]));
-    let m2 = simd_swizzle!(m4, [0, 1]).simd_max(simd_swizzle!(m4, [2, 3]));
-    m2[0].max(m2[1])
+    let (lo, hi) = (simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]), simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]));
+    super::hmax(super::max_lanes(lo, hi))
 }
 
-/// Sum of the lanes by halving (four steps).
+/// Sum of the lanes by halving, as [`super::hsum`].
 #[inline(always)]
 pub(crate) fn reduce_sum16(v: F32x16) -> f32 {
     use core::simd::simd_swizzle;
-    let s8 = simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]) + simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]);
-    let s4 = simd_swizzle!(s8, [0, 1, 2, 3]) + simd_swizzle!(s8, [4, 5, 6, 7]);
-    let s2 = simd_swizzle!(s4, [0, 1]) + simd_swizzle!(s4, [2, 3]);
-    s2[0] + s2[1]
-}
-
-#[inline(always)]
-fn max8(a: F32x8, b: F32x8) -> F32x8 {
-    use core::arch::x86_64::_mm256_max_ps;
-    // SAFETY: AVX is implied by the AVX-512F these functions run under.
-    F32x8::from(unsafe { _mm256_max_ps(a.into(), b.into()) })
+    super::hsum(simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]) + simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]))
 }
 
 /// A panel row of 48 f32 as three 16-lane vectors.
@@ -240,12 +217,8 @@ impl Fused<'_> {
     /// The bias of output columns `j0 .. j0+nr` as three vectors (zero past nr).
     #[inline(always)]
     fn bias_panel(&self, j0: usize, nr: usize) -> Option<[F32x16; 3]> {
-        let b = self.bias?;
         let mut row = [0f32; NR];
-        match b {
-            Src::F32(b) => row[..nr].copy_from_slice(&b[j0..j0 + nr]),
-            Src::F16(b) => row[..nr].iter_mut().zip(&b[j0..j0 + nr]).for_each(|(o, v)| *o = v.to_f32()),
-        }
+        self.bias?.slice(j0, nr).copy_to(&mut row[..nr]);
         Some(core::array::from_fn(|c| F32x16::from_slice(&row[c * 16..c * 16 + 16])))
     }
 }
@@ -396,8 +369,7 @@ pub(crate) fn dot_rows<const NR: usize, W: Load>(
         }
     }
     core::array::from_fn(|j| {
-        use core::simd::num::SimdFloat;
-        let mut s = acc[j].reduce_sum();
+        let mut s = reduce_sum16(acc[j]);
         for t in chunks * L..k {
             s += x[t] * wr[j][t].to_f32();
         }
@@ -420,8 +392,7 @@ fn dot_long<W: Load>(x: &[f32], w: &[W], k: usize) -> f32 {
             *a = fma16(F32x16::from_slice(&xq[t * L..t * L + L]), W::load16(&wq[t * L..t * L + L]), *a);
         }
     }
-    use core::simd::num::SimdFloat;
-    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_sum();
+    let mut s = reduce_sum16((acc[0] + acc[1]) + (acc[2] + acc[3]));
     let done = quads * 4 * L;
     s += dot_rows::<1, W>(&x[done..k], [&w[done..k]], [&[]], k - done, false)[0];
     s

@@ -232,7 +232,7 @@ pub(crate) fn epilogue<const WIDE: bool>(
 
 /// `row[i] += b[i]`, eight at a time (f16 widened by the vector conversion).
 #[inline(always)]
-fn add_into<W: Load>(row: &mut [f32], b: &[W]) {
+pub(crate) fn add_into<W: Load>(row: &mut [f32], b: &[W]) {
     let n = row.len().min(b.len());
     let nv = n - n % LANES;
     let mut i = 0;
@@ -341,8 +341,8 @@ pub(crate) fn matmul_strided(
     n: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::gemm512::available() && !super::narrow_forced() {
-        // SAFETY: `gemm512::available()` confirmed AVX-512F on top of AVX2, FMA and F16C.
+    if super::wide() {
+        // SAFETY: `wide()` confirmed AVX-512F on top of AVX2, FMA and F16C.
         unsafe { avx512(x, xs, w, bias, residual, act, out, m, k, n) }
     } else {
         // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.

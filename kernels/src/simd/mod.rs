@@ -33,8 +33,16 @@ pub(crate) fn force_narrow(on: bool) {
 /// Whether the AVX-512 kernels are switched off ([`crate::force_avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(crate) fn narrow_forced() -> bool {
+fn narrow_forced() -> bool {
     NARROW.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the AVX-512 kernels run: the CPU has AVX-512F (on top of [`available`]) and
+/// [`crate::force_avx2`] does not hold.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn wide() -> bool {
+    gemm512::available() && !narrow_forced()
 }
 
 /// Whether the SIMD kernels may run on this CPU.
@@ -177,9 +185,10 @@ pub(crate) fn hmax(v: F32x8) -> f32 {
     if m2[0] > m2[1] { m2[0] } else { m2[1] }
 }
 
-/// Lane-wise `if a > b { a } else { b }`: one `maxps` on x86 (no NaN rule).
+/// Lane-wise `if a > b { a } else { b }`: one `maxps` on x86 (`simd_max`'s NaN rule
+/// costs two more instructions per step).
 #[inline(always)]
-fn max_lanes<const N: usize>(a: Simd<f32, N>, b: Simd<f32, N>) -> Simd<f32, N> {
+pub(crate) fn max_lanes<const N: usize>(a: Simd<f32, N>, b: Simd<f32, N>) -> Simd<f32, N> {
     use core::simd::prelude::*;
     a.simd_gt(b).select(a, b)
 }

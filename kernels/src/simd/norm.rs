@@ -22,22 +22,6 @@ fn sum(x: &[f32], f: impl Fn(F32x8) -> F32x8, g: impl Fn(f32) -> f32) -> f32 {
     hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) + rest.iter().map(|&v| g(v)).sum::<f32>()
 }
 
-/// out += b, vectorised.
-#[inline(always)]
-fn add_row<B: Load>(out: &mut [f32], b: &[B]) {
-    let dim = out.len().min(b.len());
-    let dv = dim - dim % LANES;
-    let mut d = 0;
-    while d < dv {
-        let v = F32x8::from_slice(&out[d..d + LANES]) + B::load8(&b[d..d + LANES]);
-        out[d..d + LANES].copy_from_slice(v.as_array());
-        d += LANES;
-    }
-    for t in dv..dim {
-        out[t] += b[t].to_f32();
-    }
-}
-
 /// out = x * a * gamma + b * beta (beta optional), vectorised.
 #[inline(always)]
 fn scale_row<G: Load>(x: &[f32], shift: f32, inv: f32, gamma: &[G], beta: Option<Src<'_>>, out: &mut [f32]) {
@@ -54,8 +38,8 @@ fn scale_row<G: Load>(x: &[f32], shift: f32, inv: f32, gamma: &[G], beta: Option
         out[t] = (x[t] - shift) * inv * gamma[t].to_f32();
     }
     match beta {
-        Some(Src::F32(b)) => add_row(out, b),
-        Some(Src::F16(b)) => add_row(out, b),
+        Some(Src::F32(b)) => super::matmul::add_into(out, b),
+        Some(Src::F16(b)) => super::matmul::add_into(out, b),
         None => {}
     }
 }

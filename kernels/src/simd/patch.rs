@@ -186,8 +186,8 @@ pub(crate) fn patch_embed(
     dim: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::gemm512::available() && !super::narrow_forced() {
-        // SAFETY: `gemm512::available()` confirmed AVX-512F on top of AVX2, FMA and F16C.
+    if super::wide() {
+        // SAFETY: `wide()` confirmed AVX-512F on top of AVX2, FMA and F16C.
         unsafe { avx512(image, weight, bias, out, c, h, w, p, dim) }
     } else {
         // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
