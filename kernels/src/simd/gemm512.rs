@@ -207,7 +207,7 @@ pub(crate) struct Panel(pub(crate) [[F32x8; H]; KC]);
 /// Parts of the epilogue the GEMM applies itself, with no pass of its own: the sums
 /// start from the bias, and the last k block's write-back adds the residual (`[m, n]`,
 /// laid out as the output; only when no activation comes between them).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct Fused<'a> {
     pub(crate) bias: Option<Src<'a>>,
     pub(crate) residual: Option<&'a [f32]>,
