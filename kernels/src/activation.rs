@@ -132,6 +132,12 @@ pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
     }
 }
 
+/// [`ref_activation_inplace`] with the active kernel table's entry (polynomial exp / erf
+/// where a plug has one). Same contract.
+pub fn activation_inplace(x: &mut [f32], act: Activation) {
+    (crate::table::active().activation)(x, act)
+}
+
 /// Gated linear unit (Llama SwiGLU with `act = Silu`, GeGLU with a GELU).
 /// ```text
 /// x: [rows, 2*n], each row laid out as [gate: n | up: n]; out: [rows, n]

@@ -80,8 +80,8 @@ pub fn ref_attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, 
 /// Attention with the fastest available kernel: the SIMD path (blocked online softmax)
 /// when it runs on this CPU and every length is consistent, else [`ref_attention`].
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    #[cfg(feature = "simd")]
     {
+        // Table entries index directly: they run only when every length is consistent.
         let width = s.heads.checked_mul(s.head_dim);
         let kv_width = s.kv_heads.checked_mul(s.head_dim);
         let fits = s.heads > 0
@@ -94,8 +94,8 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out:
             && width.and_then(|w| span(s.q_rows, s.q_stride, w)).is_some_and(|n| q.len() >= n)
             && kv_width.and_then(|w| span(s.kv_rows, s.kv_stride, w)).is_some_and(|n| k.len() >= n && v.len() >= n)
             && key_mask.is_none_or(|m| m.len() >= s.kv_rows);
-        if fits && crate::simd_active() {
-            return crate::simd::attention::attention(q, k, v, key_mask, out, s);
+        if fits {
+            return (crate::table::active().attention)(q, k, v, key_mask, out, s);
         }
     }
     ref_attention(q, k, v, key_mask, out, s)

@@ -9,11 +9,15 @@
 //! Kernels never index past a slice (they iterate with `chunks_exact`/`zip`), so a wrong
 //! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
-#![cfg_attr(feature = "simd", feature(portable_simd))]
+// The fast paths: `core::simd`, the `f16` primitive (one VCVTB per weight on Arm) and
+// `core`'s fused multiply-add.
+#![cfg_attr(feature = "simd", feature(portable_simd, f16, core_float_math))]
 // Under Miri only (always nightly): `core`'s sqrt stands in for libm's x86 inline assembly.
-#![cfg_attr(miri, feature(core_float_math))]
+#![cfg_attr(all(miri, not(feature = "simd")), feature(core_float_math))]
 
 pub mod activation;
+#[cfg(feature = "simd")]
+mod arch;
 pub mod attention;
 mod dispatch;
 pub mod elementwise;
@@ -24,8 +28,12 @@ pub mod norm;
 pub mod patch;
 pub mod rope;
 pub mod scan;
-#[cfg(feature = "simd")]
+pub mod table;
+// The `core::simd` kernels: not built for the Cortex-M4F / M7, which has its own plug.
+#[cfg(all(feature = "simd", any(not(target_arch = "arm"), feature = "mve")))]
 pub(crate) mod simd;
+#[cfg(feature = "simd")]
+mod vmath;
 pub use dispatch::{force_avx2, force_scalar, path as kernel_path, simd_active};
 mod src;
 pub mod wkv;
@@ -33,6 +41,7 @@ pub mod wkv;
 pub use activation::Activation;
 pub use attention::AttentionShape;
 pub use src::Src;
+pub use table::Kernels;
 
 #[cfg(test)]
 mod testutil;

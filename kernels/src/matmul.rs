@@ -63,9 +63,8 @@ pub fn matmul_strided(
     k: usize,
     n: usize,
 ) {
-    #[cfg(feature = "simd")]
     {
-        // The SIMD kernel indexes directly: it runs only when every length is consistent.
+        // Table entries index directly: they run only when every length is consistent.
         let fits = m > 0
             && k > 0
             && x_stride >= k
@@ -74,8 +73,8 @@ pub fn matmul_strided(
             && m.checked_mul(n) == Some(out.len())
             && bias.is_none_or(|b| b.len() == n)
             && residual.is_none_or(|r| r.len() == out.len());
-        if fits && crate::simd_active() {
-            return crate::simd::matmul::matmul_strided(x, x_stride, w, bias, residual, act, out, m, k, n);
+        if fits {
+            return (crate::table::active().matmul)(x, x_stride, w, bias, residual, act, out, m, k, n);
         }
     }
     ref_matmul_strided(x, x_stride, w, bias, residual, act, out, m, k, n)

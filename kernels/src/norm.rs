@@ -56,23 +56,20 @@ pub fn ref_rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps:
     }
 }
 
-/// Whether the SIMD norm may run: consistent lengths and a SIMD-capable CPU.
-#[cfg(feature = "simd")]
-fn simd_fits(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &[f32], dim: usize) -> bool {
+/// Whether the table's norm may run: consistent lengths (entries index directly).
+fn fits(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &[f32], dim: usize) -> bool {
     dim > 0
         && x.len().is_multiple_of(dim)
         && out.len() == x.len()
         && gamma.len() == dim
         && beta.is_none_or(|b| b.len() == dim)
-        && crate::simd_active()
 }
 
 /// LayerNorm with the fastest available kernel (SIMD when it runs here, else
 /// [`ref_layer_norm`]). Same contract.
 pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
-    #[cfg(feature = "simd")]
-    if simd_fits(x, gamma, beta, out, dim) {
-        return crate::simd::norm::norm(x, gamma, beta, out, dim, eps, false);
+    if fits(x, gamma, beta, out, dim) {
+        return (crate::table::active().layer_norm)(x, gamma, beta, out, dim, eps);
     }
     ref_layer_norm(x, gamma, beta, out, dim, eps)
 }
@@ -80,9 +77,8 @@ pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f
 /// RMSNorm with the fastest available kernel (SIMD when it runs here, else
 /// [`ref_rms_norm`]). Same contract.
 pub fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
-    #[cfg(feature = "simd")]
-    if simd_fits(x, gamma, None, out, dim) {
-        return crate::simd::norm::norm(x, gamma, None, out, dim, eps, true);
+    if fits(x, gamma, None, out, dim) {
+        return (crate::table::active().rms_norm)(x, gamma, out, dim, eps);
     }
     ref_rms_norm(x, gamma, out, dim, eps)
 }

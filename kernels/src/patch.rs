@@ -127,8 +127,8 @@ pub fn patch_embed(
     patch: usize,
     dim: usize,
 ) {
-    #[cfg(feature = "simd")]
     {
+        // Table entries index directly: they run only when every length is consistent.
         let fits = patch > 0
             && patch <= h
             && patch <= w
@@ -137,8 +137,8 @@ pub fn patch_embed(
                 == Some(weight.len())
             && (h / patch).checked_mul(w / patch).and_then(|x| x.checked_mul(dim)) == Some(out.len())
             && bias.is_none_or(|b| b.len() == dim);
-        if fits && crate::simd_active() {
-            return crate::simd::patch::patch_embed(image, weight, bias, out, c, h, w, patch, dim);
+        if fits {
+            return (crate::table::active().patch_embed)(image, weight, bias, out, c, h, w, patch, dim);
         }
     }
     ref_patch_embed(image, weight, bias, out, c, h, w, patch, dim)

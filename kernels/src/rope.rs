@@ -40,6 +40,27 @@ pub fn ref_rope_inplace(
     }
 }
 
+/// [`ref_rope_inplace`] with the active kernel table's entry. Same contract; the entry
+/// may index directly, so the lengths are checked here first (else the reference runs).
+pub fn rope_inplace(
+    x: &mut [f32],
+    rows: usize,
+    row_stride: usize,
+    heads: usize,
+    head_dim: usize,
+    inv_freq: &[f32],
+    pos0: usize,
+) {
+    let fits = head_dim >= 2
+        && inv_freq.len() >= head_dim / 2
+        && heads.checked_mul(head_dim).is_some_and(|w| w <= row_stride)
+        && rows.checked_mul(row_stride).is_some_and(|n| n <= x.len());
+    if fits {
+        return (crate::table::active().rope)(x, rows, row_stride, heads, head_dim, inv_freq, pos0);
+    }
+    ref_rope_inplace(x, rows, row_stride, heads, head_dim, inv_freq, pos0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

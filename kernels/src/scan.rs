@@ -75,8 +75,8 @@ pub fn selective_scan(
     e: usize,
     n: usize,
 ) {
-    #[cfg(feature = "simd")]
     {
+        // Table entries index directly: they run only when every length is consistent.
         let te = t.checked_mul(e);
         let fits = n > 0
             && n.is_multiple_of(8)
@@ -84,8 +84,8 @@ pub fn selective_scan(
             && t.checked_mul(2 * n).is_some_and(|l| bc.len() >= l)
             && e.checked_mul(n + 1).is_some_and(|l| a_d.len() >= l)
             && e.checked_mul(n).is_some_and(|l| state.len() >= l);
-        if fits && crate::simd_active() {
-            return crate::simd::scan::selective_scan(x, dt, bc, z, a_d, state, out, t, e, n);
+        if fits {
+            return (crate::table::active().selective_scan)(x, dt, bc, z, a_d, state, out, t, e, n);
         }
     }
     ref_selective_scan(x, dt, bc, z, a_d, state, out, t, e, n)

@@ -608,7 +608,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
         OpCode::Glu => k::activation::ref_glu(act(0)?, out, p(0), activation(1)),
         OpCode::Activation => {
             out.iter_mut().zip(act(0)?).for_each(|(o, v)| *o = *v);
-            k::activation::ref_activation_inplace(out, activation(0));
+            k::activation::activation_inplace(out, activation(0));
         }
         #[cfg(any(feature = "transformer", feature = "ssm"))]
         OpCode::Embedding => {
@@ -655,7 +655,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
                 Src::F16(_) => return Err(Error::WrongDType { expected: "f32", found: "f16" }),
             };
             let x_t = tensor(0)?;
-            k::rope::ref_rope_inplace(out, rows(&x_t, n), x_t.shape.cols(), p(0), p(1), inv_freq, run.pos);
+            k::rope::rope_inplace(out, rows(&x_t, n), x_t.shape.cols(), p(0), p(1), inv_freq, run.pos);
         }
         #[allow(unreachable_patterns)]
         _ => crate::families::check(index, op.opcode)?,

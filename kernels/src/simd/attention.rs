@@ -129,7 +129,7 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+pub(crate) fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     if super::flash::takes(s) {
         return super::flash::flash(q, k, v, key_mask, out, s);
     }
@@ -138,7 +138,7 @@ fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f3
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-fn avx512(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+pub(crate) fn avx512(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     if super::attn512::takes(s) {
         return super::attn512::attention(q, k, v, key_mask, out, s);
     }
@@ -148,25 +148,10 @@ fn avx512(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [
     run(q, k, v, key_mask, out, s)
 }
 
-/// The SIMD path of `ref_attention`; the caller has checked every length and that
-/// [`super::available`] holds.
-pub(crate) fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    key_mask: Option<&[f32]>,
-    out: &mut [f32],
-    s: &AttentionShape,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if super::wide() {
-        // SAFETY: `wide()` confirmed AVX-512F on top of AVX2, FMA and F16C.
-        unsafe { avx512(q, k, v, key_mask, out, s) }
-    } else {
-        // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-        unsafe { avx2(q, k, v, key_mask, out, s) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
+/// The portable `core::simd` entry of `ref_attention` (CPUs other than x86-64); the caller
+/// has checked every length.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn portable(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     run(q, k, v, key_mask, out, s)
 }
 

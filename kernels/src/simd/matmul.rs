@@ -289,10 +289,12 @@ fn dispatch_w<const WIDE: bool>(
     epilogue::<WIDE>(bias, residual, act, out, n);
 }
 
+/// The AVX2 entry (x86-64 plug). Safety: the CPU has AVX2, FMA and F16C, and the caller
+/// has checked every length.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn avx2(
+pub(crate) fn avx2(
     x: &[f32],
     xs: usize,
     w: Src<'_>,
@@ -307,10 +309,12 @@ fn avx2(
     dispatch_w::<false>(x, xs, w, bias, residual, act, out, m, k, n)
 }
 
+/// The AVX-512 entry (x86-64 plug). Safety: the CPU has AVX-512F on top of AVX2, FMA and
+/// F16C, and the caller has checked every length.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn avx512(
+pub(crate) fn avx512(
     x: &[f32],
     xs: usize,
     w: Src<'_>,
@@ -325,10 +329,11 @@ fn avx512(
     dispatch_w::<true>(x, xs, w, bias, residual, act, out, m, k, n)
 }
 
-/// The SIMD path of `ref_matmul_strided`. The caller has checked every length (so the
-/// slicing inside cannot fail) and that [`super::available`] holds.
+/// The portable `core::simd` entry of `ref_matmul_strided` (the plugs of CPUs other than
+/// x86-64). The caller has checked every length.
+#[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_strided(
+pub(crate) fn portable(
     x: &[f32],
     xs: usize,
     w: Src<'_>,
@@ -340,15 +345,6 @@ pub(crate) fn matmul_strided(
     k: usize,
     n: usize,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if super::wide() {
-        // SAFETY: `wide()` confirmed AVX-512F on top of AVX2, FMA and F16C.
-        unsafe { avx512(x, xs, w, bias, residual, act, out, m, k, n) }
-    } else {
-        // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-        unsafe { avx2(x, xs, w, bias, residual, act, out, m, k, n) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
     dispatch_w::<false>(x, xs, w, bias, residual, act, out, m, k, n)
 }
 

@@ -23,29 +23,8 @@ use half::f16;
 pub(crate) const LANES: usize = 8;
 pub(crate) type F32x8 = Simd<f32, LANES>;
 
-/// Set by [`crate::force_avx2`].
-static NARROW: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-pub(crate) fn force_narrow(on: bool) {
-    NARROW.store(on, core::sync::atomic::Ordering::Relaxed);
-}
-
-/// Whether the AVX-512 kernels are switched off ([`crate::force_avx2`]).
+/// Whether the x86-64 SIMD kernels may run on this CPU (AVX2, FMA, F16C).
 #[cfg(target_arch = "x86_64")]
-#[inline]
-fn narrow_forced() -> bool {
-    NARROW.load(core::sync::atomic::Ordering::Relaxed)
-}
-
-/// Whether the AVX-512 kernels run: the CPU has AVX-512F (on top of [`available`]) and
-/// [`crate::force_avx2`] does not hold.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn wide() -> bool {
-    gemm512::available() && !narrow_forced()
-}
-
-/// Whether the SIMD kernels may run on this CPU.
 pub(crate) fn available() -> bool {
     #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
     {
@@ -66,10 +45,6 @@ pub(crate) fn available() -> bool {
     #[cfg(all(target_arch = "x86_64", not(any(test, feature = "std"))))]
     {
         cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        true
     }
 }
 

@@ -65,19 +65,22 @@ fn run(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: u
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn avx2(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32, rms: bool) {
+pub(crate) fn avx2(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32, rms: bool) {
     run(x, gamma, beta, out, dim, eps, rms)
 }
 
-/// The SIMD path of `ref_layer_norm` (`rms = false`) and `ref_rms_norm` (`rms = true`,
-/// no beta); the caller has checked every length and that [`super::available`] holds.
-pub(crate) fn norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32, rms: bool) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-    unsafe {
-        avx2(x, gamma, beta, out, dim, eps, rms)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
+/// The portable `core::simd` entry of `ref_layer_norm` (`rms = false`) and `ref_rms_norm`
+/// (`rms = true`, no beta); the caller has checked every length.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn portable(
+    x: &[f32],
+    gamma: Src<'_>,
+    beta: Option<Src<'_>>,
+    out: &mut [f32],
+    dim: usize,
+    eps: f32,
+    rms: bool,
+) {
     run(x, gamma, beta, out, dim, eps, rms)
 }
 

@@ -140,7 +140,7 @@ fn dispatch_w<const WIDE: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn avx2(
+pub(crate) fn avx2(
     image: &[f32],
     weight: Src<'_>,
     bias: Option<Src<'_>>,
@@ -157,7 +157,7 @@ fn avx2(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn avx512(
+pub(crate) fn avx512(
     image: &[f32],
     weight: Src<'_>,
     bias: Option<Src<'_>>,
@@ -171,10 +171,11 @@ fn avx512(
     dispatch_w::<true>(image, weight, bias, out, c, h, w, p, dim)
 }
 
-/// The SIMD path of `ref_patch_embed`; the caller has checked every length and that
-/// [`super::available`] holds.
+/// The portable `core::simd` entry of `ref_patch_embed` (CPUs other than x86-64); the
+/// caller has checked every length.
+#[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn patch_embed(
+pub(crate) fn portable(
     image: &[f32],
     weight: Src<'_>,
     bias: Option<Src<'_>>,
@@ -185,15 +186,6 @@ pub(crate) fn patch_embed(
     p: usize,
     dim: usize,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if super::wide() {
-        // SAFETY: `wide()` confirmed AVX-512F on top of AVX2, FMA and F16C.
-        unsafe { avx512(image, weight, bias, out, c, h, w, p, dim) }
-    } else {
-        // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-        unsafe { avx2(image, weight, bias, out, c, h, w, p, dim) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
     dispatch_w::<false>(image, weight, bias, out, c, h, w, p, dim)
 }
 

@@ -67,7 +67,7 @@ fn dispatch_w(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn avx2(
+pub(crate) fn avx2(
     x: &[f32],
     dt: &[f32],
     bc: &[f32],
@@ -82,10 +82,11 @@ fn avx2(
     dispatch_w(x, dt, bc, z, a_d, state, out, t, e, n)
 }
 
-/// The SIMD path of `ref_selective_scan`; the caller has checked every length, that
-/// `n % 8 == 0` and that [`super::available`] holds.
+/// The portable `core::simd` entry of `ref_selective_scan` (CPUs other than x86-64); the
+/// caller has checked every length and that `n % 8 == 0`.
+#[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn selective_scan(
+pub(crate) fn portable(
     x: &[f32],
     dt: &[f32],
     bc: &[f32],
@@ -97,12 +98,6 @@ pub(crate) fn selective_scan(
     e: usize,
     n: usize,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `available()` (checked by the caller) confirmed AVX2, FMA and F16C.
-    unsafe {
-        avx2(x, dt, bc, z, a_d, state, out, t, e, n)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
     dispatch_w(x, dt, bc, z, a_d, state, out, t, e, n)
 }
 

@@ -1,0 +1,382 @@
+//! The Cortex-M4F / M7 plug (Armv7E-M with a single-precision FPU): scalar FPU kernels,
+//! register-tiled, with no vector unit to lean on.
+//!
+//! What the M4F has, and what these loops are written for: 32 single-precision registers,
+//! `VFMA.F32` (one fused multiply-add per instruction), `VCVTB.F32.F16` (one f16 -> f32
+//! conversion per instruction, which the nightly `f16` primitive lowers to; the `half`
+//! crate's portable conversion costs a dozen integer instructions), `VLDR` with an
+//! immediate offset. LLVM turns these loops into that code; `cargo xtask qemu --profile`
+//! counts what they cost.
+//!
+//! The code is plain Rust (no `asm!`): it compiles and runs on every target, so the host's
+//! tests run this plug bit for bit as the board does (`mul_add` is fused everywhere, f16
+//! widening is exact everywhere, the order of every sum is fixed).
+//!
+//! - matmul (m >= 2): the weights of 4 output columns x 128 inputs are widened once into
+//!   an f32 panel on the stack (`[k][4]`), then tiles of 4 rows x 4 columns run from it:
+//!   per input, 4 x loads + 4 panel loads + 16 FMAs, 16 accumulators in registers.
+//! - matvec (m = 1, decode): 4 weight rows at a time, each weight widened once.
+//! - attention: the streaming (online) softmax over blocks of 8 keys: scores of a block,
+//!   one rescale per block when the max grows, then the block's `p * v` sums. No score
+//!   matrix; a polynomial exp instead of libm's.
+//! - activations: the same polynomial exp / erf / tanh as the vector kernels, one lane.
+//! - RoPE: cos / sin once per row and frequency (not once per head), by a Cody-Waite
+//!   reduction and minimax polynomials instead of libm's per-call range reduction.
+
+use crate::activation::Activation;
+use crate::attention::AttentionShape;
+use crate::src::Src;
+use crate::table::Kernels;
+
+/// The table: the generic one with this module's entries.
+pub(crate) const fn plug(mut k: Kernels) -> Kernels {
+    k.name = "Armv7E-M FPU (Cortex-M4F / M7)";
+    k.matmul = matmul;
+    k.attention = attention;
+    k.activation = activation;
+    k.rope = rope;
+    k
+}
+
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    core::f32::math::mul_add(a, b, c)
+}
+
+/// A weight element, widened to f32.
+trait Weight: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for half::f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        // One VCVTB on an FPU with half-precision conversion (every Cortex-M4F / M7 / M55).
+        f16::from_bits(self.to_bits()) as f32
+    }
+}
+
+/// Columns per tile (and per panel).
+const NR: usize = 4;
+/// Rows per tile.
+const MR: usize = 4;
+/// Panel depth: 4 x 128 f32 = 2 KiB of stack.
+const KC: usize = 128;
+
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    x: &[f32],
+    xs: usize,
+    w: Src<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if n == 0 {
+        return;
+    }
+    for row in out.chunks_exact_mut(n) {
+        row.fill(0.0);
+        if let Some(b) = bias {
+            b.copy_to(row);
+        }
+    }
+    if k > 0 {
+        match w {
+            Src::F16(w) => run(x, xs, w, out, m, k, n),
+            Src::F32(w) => run(x, xs, w, out, m, k, n),
+        }
+    }
+    for (i, row) in out.chunks_exact_mut(n).enumerate() {
+        activation(row, act);
+        if let Some(r) = residual {
+            row.iter_mut().zip(&r[i * n..][..n]).for_each(|(o, r)| *o += r);
+        }
+    }
+}
+
+/// out[i, :] += x[i, :] @ w^T; out starts from the bias.
+fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+    if m == 1 {
+        return matvec(&x[..k], w, out, k);
+    }
+    let mut panel = [0f32; KC * NR];
+    for j0 in (0..n).step_by(NR) {
+        let nr = NR.min(n - j0);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            // panel[kk * NR + c] = w[j0 + c, k0 + kk] as f32 (zero past the last column)
+            for c in 0..NR {
+                if c < nr {
+                    let wr = &w[(j0 + c) * k + k0..][..kc];
+                    for (p, v) in panel.chunks_exact_mut(NR).zip(wr) {
+                        p[c] = v.widen();
+                    }
+                } else {
+                    panel.chunks_exact_mut(NR).take(kc).for_each(|p| p[c] = 0.0);
+                }
+            }
+            let panel = &panel[..kc * NR];
+            let xrow = |i: usize| &x[i * xs + k0..][..kc];
+            let mut i = 0;
+            while i + MR <= m {
+                let acc = tile4(xrow(i), xrow(i + 1), xrow(i + 2), xrow(i + 3), panel);
+                for (r, a) in acc.iter().enumerate() {
+                    let o = &mut out[(i + r) * n + j0..][..nr];
+                    o.iter_mut().zip(a).for_each(|(o, a)| *o += a);
+                }
+                i += MR;
+            }
+            while i < m {
+                let a = tile1(xrow(i), panel);
+                let o = &mut out[i * n + j0..][..nr];
+                o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// 4 rows x 4 columns over one panel: 16 accumulators.
+#[inline(always)]
+fn tile4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], panel: &[f32]) -> [[f32; NR]; MR] {
+    let mut a = [[0f32; NR]; MR];
+    let xs = x0.iter().zip(x1).zip(x2.iter().zip(x3));
+    for (p, ((&v0, &v1), (&v2, &v3))) in panel.chunks_exact(NR).zip(xs) {
+        for c in 0..NR {
+            a[0][c] = fma(v0, p[c], a[0][c]);
+            a[1][c] = fma(v1, p[c], a[1][c]);
+            a[2][c] = fma(v2, p[c], a[2][c]);
+            a[3][c] = fma(v3, p[c], a[3][c]);
+        }
+    }
+    a
+}
+
+/// 1 row x 4 columns over one panel.
+#[inline(always)]
+fn tile1(x0: &[f32], panel: &[f32]) -> [f32; NR] {
+    let mut a = [0f32; NR];
+    for (p, &v) in panel.chunks_exact(NR).zip(x0) {
+        for c in 0..NR {
+            a[c] = fma(v, p[c], a[c]);
+        }
+    }
+    a
+}
+
+/// One row: out[j] += x . w[j, :], four weight rows at a time.
+fn matvec<W: Weight>(x: &[f32], w: &[W], out: &mut [f32], k: usize) {
+    let mut rows4 = w.chunks_exact(NR * k);
+    let mut outs = out.chunks_exact_mut(NR);
+    for (ws, o) in (&mut rows4).zip(&mut outs) {
+        let (w0, rest) = ws.split_at(k);
+        let (w1, rest) = rest.split_at(k);
+        let (w2, w3) = rest.split_at(k);
+        let mut a = [0f32; NR];
+        for (((&v, (a0, a1)), a2), a3) in x.iter().zip(w0.iter().zip(w1)).zip(w2).zip(w3) {
+            a[0] = fma(v, a0.widen(), a[0]);
+            a[1] = fma(v, a1.widen(), a[1]);
+            a[2] = fma(v, a2.widen(), a[2]);
+            a[3] = fma(v, a3.widen(), a[3]);
+        }
+        o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
+    }
+    for (wr, o) in rows4.remainder().chunks_exact(k).zip(outs.into_remainder()) {
+        *o += x.iter().zip(wr).fold(0.0, |acc, (&v, w)| fma(v, w.widen(), acc));
+    }
+}
+
+/// The vector kernels' exp / erf / tanh / activations on one lane.
+mod lane {
+    use core::simd::Simd;
+    use core::simd::prelude::*;
+
+    use crate::activation::Activation;
+
+    type F1 = Simd<f32, 1>;
+
+    #[inline(always)]
+    fn fma1(a: F1, b: F1, c: F1) -> F1 {
+        F1::splat(super::fma(a[0], b[0], c[0]))
+    }
+
+    #[inline(always)]
+    fn recip1(x: F1) -> F1 {
+        F1::splat(1.0) / x
+    }
+
+    crate::vmath::vector_math!(F1, 1, self::fma1, self::recip1);
+
+    #[inline(always)]
+    pub(super) fn exp1(x: f32) -> f32 {
+        exp(F1::splat(x))[0]
+    }
+}
+
+fn activation(x: &mut [f32], act: Activation) {
+    lane::activation_inplace(x, act)
+}
+
+/// Keys per block of the streaming softmax.
+const KB: usize = 8;
+
+fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    let hd = s.head_dim;
+    let width = s.heads * hd;
+    let group = s.heads / s.kv_heads;
+    for (i, out_row) in out.chunks_exact_mut(width).take(s.q_rows).enumerate() {
+        let visible = if s.causal { s.kv_rows.min(s.q_pos0 + i + 1) } else { s.kv_rows };
+        for (h, o) in out_row.chunks_exact_mut(hd).enumerate() {
+            let qh = &q[i * s.q_stride + h * hd..][..hd];
+            let col = (h / group) * hd;
+            o.fill(0.0);
+            let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+            let mut j = 0;
+            while j < visible {
+                // The next block: up to KB keys that are not masked out.
+                let mut idx = [0usize; KB];
+                let mut nb = 0;
+                while j < visible && nb < KB {
+                    if key_mask.is_none_or(|m| m[j] != 0.0) {
+                        idx[nb] = j;
+                        nb += 1;
+                    }
+                    j += 1;
+                }
+                if nb == 0 {
+                    break;
+                }
+                let mut sc = [0f32; KB];
+                let mut bmax = f32::NEG_INFINITY;
+                for (sc, &jj) in sc.iter_mut().zip(&idx[..nb]) {
+                    *sc = s.scale * dot(qh, &k[jj * s.kv_stride + col..][..hd]);
+                    if *sc > bmax {
+                        bmax = *sc;
+                    }
+                }
+                if bmax > max {
+                    // The max grew: rescale what was accumulated (exp(-inf) = 0 the first time).
+                    let corr = lane::exp1(max - bmax);
+                    sum *= corr;
+                    o.iter_mut().for_each(|o| *o *= corr);
+                    max = bmax;
+                }
+                for (&sc, &jj) in sc.iter().zip(&idx[..nb]) {
+                    let p = lane::exp1(sc - max);
+                    sum += p;
+                    let vr = &v[jj * s.kv_stride + col..][..hd];
+                    o.iter_mut().zip(vr).for_each(|(o, v)| *o = fma(p, *v, *o));
+                }
+            }
+            if sum > 0.0 {
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|o| *o *= inv);
+            }
+        }
+    }
+}
+
+/// q . k on two accumulators.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (mut s0, mut s1) = (0.0f32, 0.0f32);
+    let mut pa = a.chunks_exact(2);
+    let mut pb = b.chunks_exact(2);
+    for (x, y) in (&mut pa).zip(&mut pb) {
+        s0 = fma(x[0], y[0], s0);
+        s1 = fma(x[1], y[1], s1);
+    }
+    if let (Some(x), Some(y)) = (pa.remainder().first(), pb.remainder().first()) {
+        s0 = fma(*x, *y, s0);
+    }
+    s0 + s1
+}
+
+/// (sin x, cos x): x = n pi/2 + r by a three-part Cody-Waite reduction with fused
+/// multiply-adds (exact enough for |x| < 2^16: absolute error below 2e-7), then Cephes'
+/// minimax polynomials on |r| <= pi/4. Larger |x| and NaN take libm.
+fn sincos(x: f32) -> (f32, f32) {
+    if !(x.abs() < 65536.0) {
+        return (crate::math::sinf(x), crate::math::cosf(x));
+    }
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    const P1: f32 = 1.570_796_4; // pi/2 in three f32 parts
+    const P2: f32 = -4.371_139e-8;
+    const P3: f32 = -1.715_478_6e-15;
+    let t = fma(x, core::f32::consts::FRAC_2_PI, MAGIC);
+    let n = t - MAGIC;
+    let quadrant = t.to_bits().wrapping_sub(MAGIC.to_bits()) & 3;
+    let r = fma(-n, P3, fma(-n, P2, fma(-n, P1, x)));
+    let z = r * r;
+    let sin = fma(r * z, fma(z, fma(z, -1.951_529_6e-4, 8.332_161e-3), -1.666_665_5e-1), r);
+    let cos = fma(z * z, fma(z, fma(z, 2.443_315_7e-5, -1.388_731_6e-3), 4.166_664_6e-2), fma(-0.5, z, 1.0));
+    match quadrant {
+        0 => (sin, cos),
+        1 => (cos, -sin),
+        2 => (-sin, -cos),
+        _ => (-cos, sin),
+    }
+}
+
+/// Frequencies per batch of cos / sin values.
+const RB: usize = 32;
+
+fn rope(x: &mut [f32], rows: usize, row_stride: usize, heads: usize, head_dim: usize, inv_freq: &[f32], pos0: usize) {
+    let half = head_dim / 2;
+    if half == 0 || row_stride == 0 {
+        return;
+    }
+    for (i, row) in x.chunks_exact_mut(row_stride).take(rows).enumerate() {
+        let pos = (pos0 + i) as f32;
+        for (b, freqs) in inv_freq[..half].chunks(RB).enumerate() {
+            let (mut cos, mut sin) = ([0f32; RB], [0f32; RB]);
+            for ((c, s), &f) in cos.iter_mut().zip(&mut sin).zip(freqs) {
+                (*s, *c) = sincos(pos * f);
+            }
+            let j0 = b * RB;
+            for head in row.chunks_exact_mut(head_dim).take(heads) {
+                let (lo, hi) = head.split_at_mut(half);
+                let pairs = lo[j0..].iter_mut().zip(&mut hi[j0..]);
+                for ((a, b), (&c, &s)) in pairs.zip(cos.iter().zip(&sin)).take(freqs.len()) {
+                    let (x0, x1) = (*a, *b);
+                    *a = x0 * c - x1 * s;
+                    *b = x1 * c + x0 * s;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sincos_matches_f64() {
+        let mut worst = 0f64;
+        for i in 0..200_000 {
+            let x = (i as f32 - 100_000.0) * 0.3271;
+            let (s, c) = sincos(x);
+            let xd = f64::from(x);
+            worst = worst.max((f64::from(s) - xd.sin()).abs()).max((f64::from(c) - xd.cos()).abs());
+        }
+        assert!(worst < 3e-7, "sincos: worst abs error {worst:e}");
+        for x in [f32::NAN, f32::INFINITY, 1e9] {
+            let (s, c) = sincos(x);
+            assert_eq!(s.to_bits(), crate::math::sinf(x).to_bits());
+            assert_eq!(c.to_bits(), crate::math::cosf(x).to_bits());
+        }
+    }
+}

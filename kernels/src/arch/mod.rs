@@ -1,0 +1,47 @@
+//! The plugs of the kernel table ([`crate::table`]), one module per architecture, and
+//! the list of tables this build carries, best first.
+//!
+//! - `x86_64`: AVX2 + FMA + F16C, and AVX-512F (chosen at run time with `std`).
+//! - `armv7em`: Cortex-M4F / M7, scalar FPU kernels. Plain Rust, so it is built and
+//!   tested on every host too.
+//! - `portable`: the `core::simd` kernels for other CPUs (Cortex-M55 with Helium, aarch64).
+
+pub(crate) mod armv7em;
+#[cfg(all(not(target_arch = "x86_64"), any(not(target_arch = "arm"), feature = "mve")))]
+pub(crate) mod portable;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_64;
+
+use crate::table::Kernels;
+
+#[cfg(target_arch = "x86_64")]
+static AVX512: Kernels = x86_64::plug_avx512(Kernels::generic());
+#[cfg(target_arch = "x86_64")]
+static AVX2: Kernels = x86_64::plug_avx2(Kernels::generic());
+/// The Cortex-M4F / M7 table (on every target: the host tests run it).
+pub(crate) static ARMV7EM: Kernels = armv7em::plug(Kernels::generic());
+#[cfg(all(not(target_arch = "x86_64"), any(not(target_arch = "arm"), feature = "mve")))]
+static PORTABLE: Kernels = portable::plug(Kernels::generic());
+
+/// The tables this build may choose from, best first, each with whether the CPU runs it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&AVX512, x86_64::avx512), (&AVX2, x86_64::avx2)];
+
+/// Armv7E-M / Armv8-M Mainline with an FPU and no Helium: the FPU kernels.
+#[cfg(all(target_arch = "arm", not(feature = "mve")))]
+pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&ARMV7EM, crate::table::always)];
+
+/// Cortex-M55 / M85 (Helium): the portable `core::simd` kernels.
+#[cfg(all(target_arch = "arm", feature = "mve"))]
+pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&PORTABLE, crate::table::always)];
+
+/// Other CPUs (aarch64, ...): the portable `core::simd` kernels.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "arm")))]
+pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&PORTABLE, crate::table::always)];
+
+/// Tables that run on this CPU without being chosen here, so tests and benchmarks reach
+/// them: the Cortex-M4F / M7 kernels are plain Rust and run bit for bit on any host.
+#[cfg(not(all(target_arch = "arm", not(feature = "mve"))))]
+pub(crate) static TESTABLE: &[&Kernels] = &[&ARMV7EM];
+#[cfg(all(target_arch = "arm", not(feature = "mve")))]
+pub(crate) static TESTABLE: &[&Kernels] = &[];
