@@ -44,4 +44,6 @@ pub use src::Src;
 pub use table::Kernels;
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod testutil;

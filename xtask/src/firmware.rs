@@ -101,6 +101,28 @@ pub struct BuildOptions {
     pub input_blob: Option<PathBuf>,
 }
 
+/// Makes sure the Rust standard library for `target` is installed for the toolchain that
+/// builds in `dir`: installs it with rustup when rustup is there, else stops with the one
+/// command that fixes it (instead of cargo's `can't find crate for core`).
+pub fn ensure_target(dir: &Path, target: &str) -> Result<()> {
+    let fix = format!("rustup target add {target}");
+    let sysroot = Command::new("rustc")
+        .current_dir(dir)
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(target).join("lib").is_dir() {
+        return Ok(());
+    }
+    println!("the Rust target {target} is not installed: running `{fix}`");
+    match Command::new("rustup").current_dir(dir).args(["target", "add", target]).status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("`{fix}` failed ({s}); run it by hand, then try again"),
+        Err(_) => bail!("the Rust target {target} is not installed and rustup is not there: `{fix}` (with rustup)"),
+    }
+}
+
 /// Builds the firmware with `model` embedded; returns the ELF path.
 pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf> {
     let root = crate::workspace_root();
@@ -116,6 +138,7 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
     if opts.defmt && board.machine.is_some() {
         features.push("qemu-defmt".into());
     }
+    ensure_target(&dir, board.target)?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&dir).args(["build", "--release", "--quiet", "--target", board.target]);
     if !opts.families.is_empty() {
