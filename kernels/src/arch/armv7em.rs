@@ -127,24 +127,32 @@ fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: u
                     panel.chunks_exact_mut(NR).take(kc).for_each(|p| p[c] = 0.0);
                 }
             }
-            let panel = &panel[..kc * NR];
-            let xrow = |i: usize| &x[i * xs + k0..][..kc];
-            let mut i = 0;
-            while i + MR <= m {
-                let acc = tile4(xrow(i), xrow(i + 1), xrow(i + 2), xrow(i + 3), panel);
-                for (r, a) in acc.iter().enumerate() {
-                    let o = &mut out[(i + r) * n + j0..][..nr];
-                    o.iter_mut().zip(a).for_each(|(o, a)| *o += a);
-                }
-                i += MR;
-            }
-            while i < m {
-                let a = tile1(xrow(i), panel);
-                let o = &mut out[i * n + j0..][..nr];
-                o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
-                i += 1;
-            }
+            rows(x, xs, &panel[..kc * NR], out, m, n, j0, k0);
         }
+    }
+}
+
+/// Every row tile of x against one panel (not generic over the weight type: one copy).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn rows(x: &[f32], xs: usize, panel: &[f32], out: &mut [f32], m: usize, n: usize, j0: usize, k0: usize) {
+    let kc = panel.len() / NR;
+    let nr = NR.min(n - j0);
+    let xrow = |i: usize| &x[i * xs + k0..][..kc];
+    let mut i = 0;
+    while i + MR <= m {
+        let acc = tile4(xrow(i), xrow(i + 1), xrow(i + 2), xrow(i + 3), panel);
+        for (r, a) in acc.iter().enumerate() {
+            let o = &mut out[(i + r) * n + j0..][..nr];
+            o.iter_mut().zip(a).for_each(|(o, a)| *o += a);
+        }
+        i += MR;
+    }
+    while i < m {
+        let a = tile1(xrow(i), panel);
+        let o = &mut out[i * n + j0..][..nr];
+        o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
+        i += 1;
     }
 }
 
@@ -225,6 +233,7 @@ mod lane {
     }
 }
 
+#[inline(never)]
 fn activation(x: &mut [f32], act: Activation) {
     lane::activation_inplace(x, act)
 }
