@@ -68,6 +68,9 @@ impl Kernels {
     }
 }
 
+/// A table of this build and whether the CPU runs it.
+pub(crate) type Candidate = (&'static Kernels, fn() -> bool);
+
 static GENERIC: Kernels = Kernels::generic();
 
 /// The generic table.
@@ -77,7 +80,7 @@ pub(crate) fn generic() -> &'static Kernels {
 
 /// The tables this build has, best first, each with whether this CPU runs it.
 /// (Index 0 is always the generic table.)
-fn candidates() -> &'static [(&'static Kernels, fn() -> bool)] {
+fn candidates() -> &'static [Candidate] {
     #[cfg(feature = "simd")]
     {
         crate::arch::TABLES

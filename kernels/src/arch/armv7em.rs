@@ -317,7 +317,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// multiply-adds (exact enough for |x| < 2^16: absolute error below 2e-7), then Cephes'
 /// minimax polynomials on |r| <= pi/4. Larger |x| and NaN take libm.
 fn sincos(x: f32) -> (f32, f32) {
-    if !(x.abs() < 65536.0) {
+    if x.is_nan() || x.abs() >= 65536.0 {
         return (crate::math::sinf(x), crate::math::cosf(x));
     }
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23

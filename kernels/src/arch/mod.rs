@@ -12,7 +12,7 @@ pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_64;
 
-use crate::table::Kernels;
+use crate::table::{Candidate, Kernels};
 
 #[cfg(target_arch = "x86_64")]
 static AVX512: Kernels = x86_64::plug_avx512(Kernels::generic());
@@ -25,11 +25,11 @@ static PORTABLE: Kernels = portable::plug(Kernels::generic());
 
 /// The tables this build may choose from, best first, each with whether the CPU runs it.
 #[cfg(target_arch = "x86_64")]
-pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&AVX512, x86_64::avx512), (&AVX2, x86_64::avx2)];
+pub(crate) static TABLES: &[Candidate] = &[(&AVX512, x86_64::avx512), (&AVX2, x86_64::avx2)];
 
 /// Armv7E-M / Armv8-M Mainline with an FPU and no Helium: the FPU kernels.
 #[cfg(all(target_arch = "arm", not(feature = "mve")))]
-pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&ARMV7EM, crate::table::always)];
+pub(crate) static TABLES: &[Candidate] = &[(&ARMV7EM, crate::table::always)];
 
 /// Cortex-M55 / M85 (Helium): per op, whichever of the FPU kernels and the `core::simd`
 /// kernels (which LLVM lowers to Helium, without fused multiply-adds) took fewer
@@ -46,11 +46,11 @@ static MVE: Kernels = {
 
 /// Cortex-M55 / M85 (Helium): the table above.
 #[cfg(all(target_arch = "arm", feature = "mve"))]
-pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&MVE, crate::table::always)];
+pub(crate) static TABLES: &[Candidate] = &[(&MVE, crate::table::always)];
 
 /// Other CPUs (aarch64, ...): the portable `core::simd` kernels.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "arm")))]
-pub(crate) static TABLES: &[(&Kernels, fn() -> bool)] = &[(&PORTABLE, crate::table::always)];
+pub(crate) static TABLES: &[Candidate] = &[(&PORTABLE, crate::table::always)];
 
 /// Tables that run on this CPU without being chosen here, so tests and benchmarks reach
 /// them: the Cortex-M4F / M7 kernels are plain Rust and run bit for bit on any host.
