@@ -19,6 +19,11 @@ pub struct Args {
 }
 
 pub(crate) fn step(title: &str, cargo_args: &[&str]) -> Result<()> {
+    step_env(title, cargo_args, &[])
+}
+
+/// [`step`] with extra environment variables.
+pub(crate) fn step_env(title: &str, cargo_args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     // `+toolchain` is understood by the rustup proxy, not by a toolchain's own cargo.
     let cargo = if cargo_args.first().is_some_and(|a| a.starts_with('+')) {
         "cargo".to_string()
@@ -29,6 +34,7 @@ pub(crate) fn step(title: &str, cargo_args: &[&str]) -> Result<()> {
     let start = Instant::now();
     let status = Command::new(cargo)
         .args(cargo_args)
+        .envs(env.iter().copied())
         .current_dir(crate::workspace_root())
         .status()
         .with_context(|| format!("running cargo for {title}"))?;
@@ -71,6 +77,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "mote-runtime/vit,mote-runtime/transformer,mote-runtime/ssm",
             "--target-dir",
             "target/stable",
+        ],
+    )?;
+    // The kernels (every table an aarch64 build has: generic, Cortex-M4F / M7, portable
+    // core::simd) and their conformance suites on an Arm CPU: aarch64 Linux under
+    // qemu-aarch64 (Debian's qemu-user and gcc-aarch64-linux-gnu).
+    step_env(
+        "kernel tests on aarch64 (qemu-aarch64)",
+        &["test", "-p", "mote-kernels", "--target", "aarch64-unknown-linux-gnu", "--target-dir", "target/aarch64"],
+        &[
+            ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc"),
+            ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu"),
         ],
     )?;
     if !a.no_firmware {
