@@ -15,6 +15,13 @@
 // Under Miri only (always nightly): `core`'s sqrt stands in for libm's x86 inline assembly.
 #![cfg_attr(all(miri, not(feature = "simd")), feature(core_float_math))]
 
+// The Helium kernels need MVE with floating point, which rustc reports as `neon` on
+// Armv8.1-M (e.g. `-C target-cpu=cortex-m55`).
+#[cfg(all(feature = "mve", target_arch = "arm", not(target_feature = "neon")))]
+compile_error!("mote-kernels feature `mve` needs a CPU with MVE floating point: build with -C target-cpu=cortex-m55");
+#[cfg(all(feature = "mve", not(target_arch = "arm")))]
+compile_error!("mote-kernels feature `mve` is for Cortex-M55 / M85 targets (thumbv8m.main-none-eabihf)");
+
 pub mod activation;
 #[cfg(feature = "simd")]
 mod arch;

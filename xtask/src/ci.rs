@@ -62,6 +62,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
             &["build", "-p", "mote-runtime", "-p", "mote-kernels", "--target", target],
         )?;
     }
+    // The Cortex-M55 table (Helium asm!) needs the M55 CPU: no warnings allowed.
+    step_env(
+        "no_std build for the Cortex-M55 (feature mve)",
+        &[
+            "build",
+            "-p",
+            "mote-runtime",
+            "--features",
+            "mve",
+            "--target",
+            "thumbv8m.main-none-eabihf",
+            "--target-dir",
+            "target/m55",
+        ],
+        &[("RUSTFLAGS", "-C target-cpu=cortex-m55 -D warnings")],
+    )?;
     // The scalar path also builds and passes on stable, with the simd feature off.
     step(
         "stable scalar tests",

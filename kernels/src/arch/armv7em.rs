@@ -228,13 +228,15 @@ mod lane {
     crate::vmath::vector_math!(F1, 1, self::fma1, self::recip1);
 
     #[inline(always)]
-    pub(super) fn exp1(x: f32) -> f32 {
+    pub(crate) fn exp1(x: f32) -> f32 {
         exp(F1::splat(x))[0]
     }
 }
 
+pub(super) use lane::exp1;
+
 #[inline(never)]
-fn activation(x: &mut [f32], act: Activation) {
+pub(super) fn activation(x: &mut [f32], act: Activation) {
     lane::activation_inplace(x, act)
 }
 
@@ -242,6 +244,26 @@ fn activation(x: &mut [f32], act: Activation) {
 const KB: usize = 8;
 
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
+    streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv);
+}
+
+/// The streaming (online) softmax over blocks of [`KB`] keys, with the caller's
+/// instruction set for `q . k` of one key (`dot`) and of four keys (`scores4`: q read once
+/// for the four), and for `o += Σ_b p[b] * v[b]` over a block (`pv`: o kept in registers
+/// while the block's v rows stream past).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn streaming_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    key_mask: Option<&[f32]>,
+    out: &mut [f32],
+    s: &AttentionShape,
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+    scores4: impl Fn(&[f32], [&[f32]; 4]) -> [f32; 4],
+    pv: impl Fn(&mut [f32], &[f32], &[&[f32]]),
+) {
     let hd = s.head_dim;
     let width = s.heads * hd;
     let group = s.heads / s.kv_heads;
@@ -255,11 +277,13 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mu
             let mut j = 0;
             while j < visible {
                 // The next block: up to KB keys that are not masked out.
-                let mut idx = [0usize; KB];
+                let mut ks: [&[f32]; KB] = [&[]; KB];
+                let mut vs: [&[f32]; KB] = [&[]; KB];
                 let mut nb = 0;
                 while j < visible && nb < KB {
                     if key_mask.is_none_or(|m| m[j] != 0.0) {
-                        idx[nb] = j;
+                        ks[nb] = &k[j * s.kv_stride + col..][..hd];
+                        vs[nb] = &v[j * s.kv_stride + col..][..hd];
                         nb += 1;
                     }
                     j += 1;
@@ -268,31 +292,76 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mu
                     break;
                 }
                 let mut sc = [0f32; KB];
+                let mut b = 0;
+                while b + 4 <= nb {
+                    sc[b..b + 4].copy_from_slice(&scores4(qh, [ks[b], ks[b + 1], ks[b + 2], ks[b + 3]]));
+                    b += 4;
+                }
+                for b in b..nb {
+                    sc[b] = dot(qh, ks[b]);
+                }
                 let mut bmax = f32::NEG_INFINITY;
-                for (sc, &jj) in sc.iter_mut().zip(&idx[..nb]) {
-                    *sc = s.scale * dot(qh, &k[jj * s.kv_stride + col..][..hd]);
+                for sc in &mut sc[..nb] {
+                    *sc *= s.scale;
                     if *sc > bmax {
                         bmax = *sc;
                     }
                 }
                 if bmax > max {
                     // The max grew: rescale what was accumulated (exp(-inf) = 0 the first time).
-                    let corr = lane::exp1(max - bmax);
+                    let corr = exp1(max - bmax);
                     sum *= corr;
                     o.iter_mut().for_each(|o| *o *= corr);
                     max = bmax;
                 }
-                for (&sc, &jj) in sc.iter().zip(&idx[..nb]) {
-                    let p = lane::exp1(sc - max);
-                    sum += p;
-                    let vr = &v[jj * s.kv_stride + col..][..hd];
-                    o.iter_mut().zip(vr).for_each(|(o, v)| *o = fma(p, *v, *o));
+                for sc in &mut sc[..nb] {
+                    *sc = exp1(*sc - max);
+                    sum += *sc;
                 }
+                pv(o, &sc[..nb], &vs[..nb]);
             }
             if sum > 0.0 {
                 let inv = 1.0 / sum;
                 o.iter_mut().for_each(|o| *o *= inv);
             }
+        }
+    }
+}
+
+/// q . k of four keys, q read once.
+#[inline(always)]
+fn scores4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
+    let mut a = [0f32; 4];
+    let ks = k[0].iter().zip(k[1]).zip(k[2].iter().zip(k[3]));
+    for (&qd, ((k0, k1), (k2, k3))) in q.iter().zip(ks) {
+        a[0] = fma(qd, *k0, a[0]);
+        a[1] = fma(qd, *k1, a[1]);
+        a[2] = fma(qd, *k2, a[2]);
+        a[3] = fma(qd, *k3, a[3]);
+    }
+    a
+}
+
+/// o += Σ_b p[b] * v[b], eight dimensions of o in registers at a time.
+#[inline(always)]
+fn pv(o: &mut [f32], p: &[f32], vs: &[&[f32]]) {
+    const C: usize = 8;
+    let mut chunks = o.chunks_exact_mut(C);
+    let mut c0 = 0;
+    for oc in &mut chunks {
+        let mut acc: [f32; C] = core::array::from_fn(|l| oc[l]);
+        for (&pb, vb) in p.iter().zip(vs) {
+            let vc = &vb[c0..c0 + C];
+            for l in 0..C {
+                acc[l] = fma(pb, vc[l], acc[l]);
+            }
+        }
+        oc.copy_from_slice(&acc);
+        c0 += C;
+    }
+    for (d, od) in chunks.into_remainder().iter_mut().enumerate() {
+        for (&pb, vb) in p.iter().zip(vs) {
+            *od = fma(pb, vb[c0 + d], *od);
         }
     }
 }

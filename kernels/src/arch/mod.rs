@@ -7,6 +7,8 @@
 //! - `portable`: the `core::simd` kernels for other CPUs (Cortex-M55 with Helium, aarch64).
 
 pub(crate) mod armv7em;
+#[cfg(all(target_arch = "arm", feature = "mve"))]
+pub(crate) mod mve;
 #[cfg(all(not(target_arch = "x86_64"), any(not(target_arch = "arm"), feature = "mve")))]
 pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -31,15 +33,15 @@ pub(crate) static TABLES: &[Candidate] = &[(&AVX512, x86_64::avx512), (&AVX2, x8
 #[cfg(all(target_arch = "arm", not(feature = "mve")))]
 pub(crate) static TABLES: &[Candidate] = &[(&ARMV7EM, crate::table::always)];
 
-/// Cortex-M55 / M85 (Helium): per op, whichever of the FPU kernels and the `core::simd`
-/// kernels (which LLVM lowers to Helium, without fused multiply-adds) took fewer
-/// instructions on the emulated M55 (`cargo xtask qemu --board m55 --profile`, digits
-/// ViT, per image): matmul 2.98 M (FPU) vs 5.95 M (core::simd), attention FPU, LayerNorm
-/// 54 k (core::simd) vs 123 k, patch embedding 218 k (reference) vs 266 k.
+/// Cortex-M55 / M85 (Helium): per op, whichever kernels took fewer instructions on the
+/// emulated M55 (`cargo xtask qemu --board m55 --profile`, digits ViT, per image):
+/// the MVE matmul and attention (`mve`), the FPU activations and RoPE (`armv7em`), the
+/// `core::simd` norms and scan (LayerNorm 54 k vs the reference's 123 k), the reference
+/// patch embedding (218 k vs `core::simd`'s 266 k).
 #[cfg(all(target_arch = "arm", feature = "mve"))]
 static MVE: Kernels = {
-    let mut k = armv7em::plug(portable::plug(Kernels::generic()));
-    k.name = "Armv8.1-M MVE (Cortex-M55): FPU matmul / attention / activations / RoPE, core::simd norms and scan";
+    let mut k = mve::plug(portable::plug(Kernels::generic()));
+    k.name = "Armv8.1-M MVE (Cortex-M55)";
     k.patch_embed = crate::patch::ref_patch_embed;
     k
 };
