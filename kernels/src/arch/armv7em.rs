@@ -35,6 +35,7 @@ pub(crate) const fn plug(mut k: Kernels) -> Kernels {
     k.attention = attention;
     k.activation = activation;
     k.rope = rope;
+    k.selective_scan = selective_scan;
     k
 }
 
@@ -380,6 +381,60 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         s0 = fma(*x, *y, s0);
     }
     s0 + s1
+}
+
+#[allow(clippy::too_many_arguments)]
+fn selective_scan(
+    x: &[f32],
+    dt: &[f32],
+    bc: &[f32],
+    z: &[f32],
+    a_d: Src<'_>,
+    state: &mut [f32],
+    out: &mut [f32],
+    t: usize,
+    e: usize,
+    n: usize,
+) {
+    match a_d {
+        Src::F32(a) => scan(x, dt, bc, z, a, state, out, t, e, n),
+        Src::F16(a) => scan(x, dt, bc, z, a, state, out, t, e, n),
+    }
+}
+
+/// `ref_selective_scan` with the polynomial exp for exp(Δ A) (one per channel, state and
+/// step: the scan's cost) and fused multiply-adds; softplus and SiLU (one per channel and
+/// step) stay libm's.
+#[allow(clippy::too_many_arguments)]
+fn scan<W: Weight>(
+    x: &[f32],
+    dt: &[f32],
+    bc: &[f32],
+    z: &[f32],
+    a_d: &[W],
+    state: &mut [f32],
+    out: &mut [f32],
+    t: usize,
+    e: usize,
+    n: usize,
+) {
+    for i in 0..t {
+        let (b, c) = bc[i * 2 * n..][..2 * n].split_at(n);
+        for ch in 0..e {
+            let xi = x[i * e + ch];
+            let delta = crate::activation::softplus(dt[i * e + ch]);
+            let dx = delta * xi;
+            let (a, d) = a_d[ch * (n + 1)..][..n + 1].split_at(n);
+            let h = &mut state[ch * n..][..n];
+            let mut y = 0.0f32;
+            for (((h, a), &b), &c) in h.iter_mut().zip(a).zip(b).zip(c) {
+                *h = fma(exp1(delta * a.widen()), *h, dx * b);
+                y = fma(c, *h, y);
+            }
+            y = fma(d[0].widen(), xi, y);
+            out[i * e + ch] = y * crate::activation::silu(z[i * e + ch]);
+        }
+    }
 }
 
 /// (sin x, cos x): x = n pi/2 + r by a three-part Cody-Waite reduction with fused
