@@ -84,6 +84,24 @@ fn matmul(
     k: usize,
     n: usize,
 ) {
+    linear(bias, residual, act, activation, out, n, |out| match w {
+        Src::F16(w) => run(x, xs, w, out, m, k, n),
+        Src::F32(w) => run(x, xs, w, out, m, k, n),
+    });
+}
+
+/// out = act(bias + sums) + residual, rows of `n`: `sums` adds x @ w^T into out, which
+/// starts from the bias; `activation` is the plug's. (The Arm plugs' matmuls share it.)
+#[inline(always)]
+pub(super) fn linear(
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    activation: fn(&mut [f32], Activation),
+    out: &mut [f32],
+    n: usize,
+    sums: impl FnOnce(&mut [f32]),
+) {
     if n == 0 {
         return;
     }
@@ -93,12 +111,7 @@ fn matmul(
             b.copy_to(row);
         }
     }
-    if k > 0 {
-        match w {
-            Src::F16(w) => run(x, xs, w, out, m, k, n),
-            Src::F32(w) => run(x, xs, w, out, m, k, n),
-        }
-    }
+    sums(out);
     for (i, row) in out.chunks_exact_mut(n).enumerate() {
         activation(row, act);
         if let Some(r) = residual {
@@ -109,6 +122,9 @@ fn matmul(
 
 /// out[i, :] += x[i, :] @ w^T; out starts from the bias.
 fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+    if k == 0 {
+        return;
+    }
     if m == 1 {
         return matvec(&x[..k], w, out, k);
     }

@@ -130,27 +130,10 @@ fn matmul(
     k: usize,
     n: usize,
 ) {
-    if n == 0 {
-        return;
-    }
-    for row in out.chunks_exact_mut(n) {
-        row.fill(0.0);
-        if let Some(b) = bias {
-            b.copy_to(row);
-        }
-    }
-    if k > 0 {
-        match w {
-            Src::F16(w) => run(x, xs, w, out, m, k, n),
-            Src::F32(w) => run(x, xs, w, out, m, k, n),
-        }
-    }
-    for (i, row) in out.chunks_exact_mut(n).enumerate() {
-        activation(row, act);
-        if let Some(r) = residual {
-            row.iter_mut().zip(&r[i * n..][..n]).for_each(|(o, r)| *o += r);
-        }
-    }
+    super::armv7em::linear(bias, residual, act, activation, out, n, |out| match w {
+        Src::F16(w) => run(x, xs, w, out, m, k, n),
+        Src::F32(w) => run(x, xs, w, out, m, k, n),
+    });
 }
 
 /// Splits a row into its four-lane body and its scalar tail.
@@ -160,6 +143,9 @@ fn split4<T>(s: &[T]) -> (&[T], &[T]) {
 }
 
 fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+    if k == 0 {
+        return;
+    }
     let xrow = |i: usize| &x[i * xs..][..k];
     let wrow = |j: usize| &w[j * k..][..k];
     let mut i = 0;
