@@ -13,7 +13,7 @@ use crate::activation::Activation;
 use crate::attention::AttentionShape;
 use crate::src::Src;
 use crate::table::{self, Kernels};
-use crate::testutil::{ALL_ACTIVATIONS as ACTIVATIONS, activation, config, to_f16, values};
+use crate::testutil::{ALL_ACTIVATIONS as ACTIVATIONS, activation, assert_close, config, to_f16, values};
 
 /// Matmul: f32 sums of up to a few hundred products, in another order than the reference;
 /// relative to Σ|x w| + |bias| + |residual|.
@@ -40,12 +40,10 @@ pub fn table(name: &str) -> Option<&'static Kernels> {
     t
 }
 
+/// `|got - want| <= tol * (1 + scale)` per element, the reference's output as `want`.
 fn check(what: &str, got: &[f32], want: &[f32], scale: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        let err = (f64::from(g) - f64::from(w)).abs();
-        assert!(err <= tol * (1.0 + s), "{what}[{i}]: got {g}, reference {w}, |err| {err:e} > {tol:e} * (1 + {s})");
-    }
+    let want: Vec<f64> = want.iter().map(|&w| f64::from(w)).collect();
+    assert_close(what, got, &want, scale, tol);
 }
 
 /// Sizes where tiles break: the Cortex-M4 tiles are 4 x 4 with 128-deep panels, the x86

@@ -78,8 +78,8 @@ pub(crate) fn generic() -> &'static Kernels {
     &GENERIC
 }
 
-/// The tables this build has, best first, each with whether this CPU runs it.
-/// (Index 0 is always the generic table.)
+/// The tables this build has, best first, each with whether this CPU runs it (the
+/// generic table is not among them: it is the fallback).
 fn candidates() -> &'static [Candidate] {
     #[cfg(feature = "simd")]
     {
@@ -135,12 +135,7 @@ fn choose() -> u8 {
     if forced(FORCE_SCALAR) {
         return GENERIC_CHOICE;
     }
-    for (i, (t, ok)) in candidates().iter().enumerate() {
-        if ok() && !(forced(FORCE_NARROW) && t.name.contains("AVX-512")) {
-            return i as u8;
-        }
-    }
-    GENERIC_CHOICE
+    candidates().iter().position(|(_, ok)| ok()).map_or(GENERIC_CHOICE, |i| i as u8)
 }
 
 /// The table in use: chosen on the first call (and again after a `force_*` call).

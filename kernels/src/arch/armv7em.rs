@@ -40,12 +40,12 @@ pub(crate) const fn plug(mut k: Kernels) -> Kernels {
 }
 
 #[inline(always)]
-fn fma(a: f32, b: f32, c: f32) -> f32 {
+pub(super) fn fma(a: f32, b: f32, c: f32) -> f32 {
     core::f32::math::mul_add(a, b, c)
 }
 
 /// A weight element, widened to f32.
-trait Weight: Copy {
+pub(super) trait Weight: Copy {
     fn widen(self) -> f32;
 }
 
@@ -258,7 +258,7 @@ pub(super) fn activation(x: &mut [f32], act: Activation) {
 }
 
 /// Keys per block of the streaming softmax.
-const KB: usize = 8;
+pub(super) const KB: usize = 8;
 
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv);
@@ -361,7 +361,7 @@ fn scores4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
 
 /// o += Σ_b p[b] * v[b], eight dimensions of o in registers at a time.
 #[inline(always)]
-fn pv(o: &mut [f32], p: &[f32], vs: &[&[f32]]) {
+pub(super) fn pv(o: &mut [f32], p: &[f32], vs: &[&[f32]]) {
     const C: usize = 8;
     let mut chunks = o.chunks_exact_mut(C);
     let mut c0 = 0;

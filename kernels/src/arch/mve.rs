@@ -18,6 +18,7 @@ use core::arch::asm;
 use core::simd::prelude::*;
 use core::simd::{Simd, f32x4};
 
+use super::armv7em::{KB, Weight, fma};
 use crate::activation::Activation;
 use crate::attention::AttentionShape;
 use crate::src::Src;
@@ -75,29 +76,19 @@ fn fma4(acc: f32x4, a: f32x4, b: f32x4) -> f32x4 {
     acc
 }
 
-#[inline(always)]
-fn fma(a: f32, b: f32, c: f32) -> f32 {
-    core::f32::math::mul_add(a, b, c)
-}
-
-/// A weight element: four of them as f32 lanes, one as f32.
-trait Weight: Copy {
+/// A weight element that also loads as four f32 lanes.
+trait Load4: Weight {
     fn load4(s: &[Self]) -> f32x4;
-    fn widen(self) -> f32;
 }
 
-impl Weight for f32 {
+impl Load4 for f32 {
     #[inline(always)]
     fn load4(s: &[f32]) -> f32x4 {
         f32x4::from_slice(s)
     }
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self
-    }
 }
 
-impl Weight for half::f16 {
+impl Load4 for half::f16 {
     #[inline(always)]
     fn load4(s: &[half::f16]) -> f32x4 {
         // LLVM makes the widening load (`VLDRH.U32`: four halfwords into 32-bit lanes).
@@ -110,10 +101,6 @@ impl Weight for half::f16 {
             asm!("vcvtb.f32.f16 {o}, {v}", o = lateout(qreg) out, v = in(qreg) v, options(pure, nomem, nostack));
         }
         out
-    }
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        f16::from_bits(self.to_bits()) as f32
     }
 }
 
@@ -142,7 +129,7 @@ fn split4<T>(s: &[T]) -> (&[T], &[T]) {
     s.split_at(s.len() - s.len() % 4)
 }
 
-fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+fn run<W: Load4>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
     if k == 0 {
         return;
     }
@@ -183,7 +170,7 @@ fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: u
 
 /// x0, x1 against w0, w1: [x0.w0, x0.w1, x1.w0, x1.w1].
 #[inline(always)]
-fn tile2x2<W: Weight>(x0: &[f32], x1: &[f32], w0: &[W], w1: &[W]) -> [f32; 4] {
+fn tile2x2<W: Load4>(x0: &[f32], x1: &[f32], w0: &[W], w1: &[W]) -> [f32; 4] {
     let z = f32x4::splat(0.0);
     let (mut a00, mut a01, mut a10, mut a11) = (z, z, z, z);
     let ((x0b, x0t), (x1b, x1t)) = (split4(x0), split4(x1));
@@ -211,7 +198,7 @@ fn tile2x2<W: Weight>(x0: &[f32], x1: &[f32], w0: &[W], w1: &[W]) -> [f32; 4] {
 
 /// One row against four weight rows.
 #[inline(never)]
-fn tile1x4<W: Weight>(x0: &[f32], w: [&[W]; 4]) -> [f32; 4] {
+fn tile1x4<W: Load4>(x0: &[f32], w: [&[W]; 4]) -> [f32; 4] {
     let mut acc = [f32x4::splat(0.0); 4];
     let (xb, xt) = split4(x0);
     let (b0, t0) = split4(w[0]);
@@ -235,7 +222,7 @@ fn tile1x4<W: Weight>(x0: &[f32], w: [&[W]; 4]) -> [f32; 4] {
 
 /// x . w, four lanes at a time.
 #[inline(never)]
-fn dot<W: Weight>(x: &[f32], w: &[W]) -> f32 {
+fn dot<W: Load4>(x: &[f32], w: &[W]) -> f32 {
     let mut acc = f32x4::splat(0.0);
     let ((xb, xt), (wb, wt)) = (split4(x), split4(w));
     for (xa, wa) in xb.chunks_exact(4).zip(wb.chunks_exact(4)) {
@@ -287,9 +274,11 @@ fn pv(o: &mut [f32], p: &[f32], vs: &[&[f32]]) {
         }
         c0 += C;
     }
-    for (d, od) in chunks.into_remainder().iter_mut().enumerate() {
-        for (&pb, vb) in p.iter().zip(vs) {
-            *od = fma(pb, vb[c0 + d], *od);
-        }
+    // The last head_dim % 16 dimensions: the FPU plug's update.
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut tails: [&[f32]; KB] = [&[]; KB];
+        tails.iter_mut().zip(vs).for_each(|(t, vb)| *t = &vb[c0..]);
+        super::armv7em::pv(rest, p, &tails[..vs.len()]);
     }
 }

@@ -14,9 +14,10 @@ pub(crate) fn avx2() -> bool {
     simd::available()
 }
 
-/// Whether this CPU has AVX-512F on top of AVX2, FMA and F16C.
+/// Whether the AVX-512 table may run: this CPU has AVX-512F on top of AVX2, FMA and
+/// F16C, and [`crate::force_avx2`] does not hold.
 pub(crate) fn avx512() -> bool {
-    simd::gemm512::available()
+    simd::gemm512::available() && !crate::table::forced(crate::table::FORCE_NARROW)
 }
 
 /// The entry functions of one instruction set: `$isa` names the `simd::*` functions.
