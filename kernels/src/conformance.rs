@@ -301,9 +301,19 @@ macro_rules! conformance_suite {
             #[test]
             fn patch_edges() {
                 let Some(t) = t() else { return };
-                for (i, &(c, h, w, p, dim)) in
-                    [(1, 8, 8, 2, 64), (3, 9, 10, 3, 5), (2, 16, 16, 8, 17), (1, 4, 4, 4, 1)].iter().enumerate()
-                {
+                // Patches of 4 to 768 inputs: several per gathered block, exactly one, one
+                // in several blocks (300 = 256 + 44, 768 = 3 x 256); one token (decode path).
+                let shapes = [
+                    (1, 8, 8, 2, 64),
+                    (3, 9, 10, 3, 5),
+                    (2, 16, 16, 8, 17),
+                    (1, 4, 4, 4, 1),
+                    (2, 24, 24, 8, 5),
+                    (1, 48, 16, 16, 3),
+                    (3, 20, 30, 10, 6),
+                    (3, 32, 32, 16, 8),
+                ];
+                for (i, &(c, h, w, p, dim)) in shapes.iter().enumerate() {
                     patch_case(t, c, h, w, p, dim, i % 2 == 0, i as u64);
                 }
             }

@@ -29,7 +29,7 @@ impl<'a> Src<'a> {
     pub fn get(&self, i: usize) -> f32 {
         match self {
             Src::F32(s) => s.get(i).copied().unwrap_or(0.0),
-            Src::F16(s) => s.get(i).map_or(0.0, |v| v.to_f32()),
+            Src::F16(s) => s.get(i).map_or(0.0, |&v| widen(v)),
         }
     }
 
@@ -52,7 +52,7 @@ impl<'a> Src<'a> {
     pub fn copy_to(&self, dst: &mut [f32]) {
         match self {
             Src::F32(s) => dst.iter_mut().zip(s.iter()).for_each(|(d, v)| *d = *v),
-            Src::F16(s) => dst.iter_mut().zip(s.iter()).for_each(|(d, v)| *d = v.to_f32()),
+            Src::F16(s) => dst.iter_mut().zip(s.iter()).for_each(|(d, &v)| *d = widen(v)),
         }
     }
 }
@@ -75,7 +75,30 @@ impl Element for f32 {
 impl Element for f16 {
     #[inline]
     fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+        widen(self)
+    }
+}
+
+/// f16 -> f32, exactly. On Arm (with the `simd` feature's nightly `f16` primitive) one
+/// `VCVTB.F32.F16`; the `half` crate's conversion is a dozen integer instructions there.
+#[inline(always)]
+pub(crate) fn widen(v: f16) -> f32 {
+    #[cfg(all(feature = "simd", target_arch = "arm"))]
+    {
+        prim::widen(v.to_bits())
+    }
+    #[cfg(not(all(feature = "simd", target_arch = "arm")))]
+    {
+        v.to_f32()
+    }
+}
+
+/// The nightly `f16` primitive (this module does not see `half::f16`).
+#[cfg(all(feature = "simd", target_arch = "arm"))]
+mod prim {
+    #[inline(always)]
+    pub(super) fn widen(bits: u16) -> f32 {
+        f16::from_bits(bits) as f32
     }
 }
 
@@ -86,7 +109,7 @@ impl Src<'_> {
     pub(crate) fn zip_with(&self, dst: &mut [f32], f: impl Fn(f32, f32) -> f32) {
         match self {
             Src::F32(s) => dst.iter_mut().zip(s.iter()).for_each(|(d, v)| *d = f(*d, *v)),
-            Src::F16(s) => dst.iter_mut().zip(s.iter()).for_each(|(d, v)| *d = f(*d, v.to_f32())),
+            Src::F16(s) => dst.iter_mut().zip(s.iter()).for_each(|(d, &v)| *d = f(*d, widen(v))),
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::table::Kernels;
 pub(crate) const fn plug(mut k: Kernels) -> Kernels {
     k.name = "Armv7E-M FPU (Cortex-M4F / M7)";
     k.matmul = matmul;
+    k.patch_embed = patch_embed;
     k.attention = attention;
     k.activation = activation;
     k.rope = rope;
@@ -85,9 +86,93 @@ fn matmul(
     n: usize,
 ) {
     linear(bias, residual, act, activation, out, n, |out| match w {
-        Src::F16(w) => run(x, xs, w, out, m, k, n),
-        Src::F32(w) => run(x, xs, w, out, m, k, n),
+        Src::F16(w) => run(x, xs, w, k, out, m, k, n),
+        Src::F32(w) => run(x, xs, w, k, out, m, k, n),
     });
+}
+
+/// The patch embedding: the matmul's sums over gathered patches.
+#[allow(clippy::too_many_arguments)]
+fn patch_embed(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    patch_embed_with(image, weight, bias, out, [c, h, w, p, dim], |x, xs, wt, ws, o, m, k, n| match wt {
+        Src::F16(wt) => run(x, xs, wt, ws, o, m, k, n),
+        Src::F32(wt) => run(x, xs, wt, ws, o, m, k, n),
+    });
+}
+
+/// Inputs per gathered block of patches: 256 f32, 1 KiB of stack.
+const PATCH_BUF: usize = 256;
+
+/// Patch embedding (kernel = stride = patch, `patch::ref_patch_embed`'s contract) as a
+/// matmul: the pixels of up to 256 / (c * patch^2) patches are gathered (im2col) into a
+/// stack block, at most 256 inputs of each, and `sums` adds block @ weight^T into the
+/// tokens' rows, which start from the bias. `sums(x, xs, w, ws, out, m, k, n)` is a plug's
+/// accumulating matmul: out[i, j] += x[i * xs..][..k] . w[j * ws..][..k].
+///
+/// The front (`patch::patch_embed`) checked every length: 0 < patch <= h, w; the image
+/// holds c * h * w pixels, the weight dim * c * patch^2, out (h / patch) * (w / patch)
+/// rows of dim.
+#[allow(clippy::type_complexity)]
+#[inline(always)]
+pub(super) fn patch_embed_with(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    [c, h, w, p, dim]: [usize; 5],
+    sums: impl Fn(&[f32], usize, Src<'_>, usize, &mut [f32], usize, usize, usize),
+) {
+    if dim == 0 || p == 0 {
+        return;
+    }
+    for row in out.chunks_exact_mut(dim) {
+        row.fill(0.0);
+        if let Some(b) = bias {
+            b.copy_to(row);
+        }
+    }
+    let (pp, gw) = (p * p, w / p);
+    let plen = c * pp;
+    if plen == 0 || gw == 0 {
+        return; // out = bias
+    }
+    let tokens = out.len() / dim;
+    let kc = plen.min(PATCH_BUF); // inputs per block
+    let g = PATCH_BUF / kc; // patches per block (>= 1)
+    let mut buf = [0f32; PATCH_BUF];
+    for t0 in (0..tokens).step_by(g) {
+        let gt = g.min(tokens - t0);
+        for k0 in (0..plen).step_by(kc) {
+            let kn = kc.min(plen - k0);
+            // buf[r * kn + e - k0] = pixel e (= (ci, ky, kx)) of patch t0 + r
+            for (r, row) in buf.chunks_exact_mut(kn).take(gt).enumerate() {
+                let (py, px) = ((t0 + r) / gw, (t0 + r) % gw);
+                let (mut ci, mut ky, mut kx) = (k0 / pp, k0 % pp / p, k0 % p);
+                for v in row.iter_mut() {
+                    *v = image[(ci * h + py * p + ky) * w + px * p + kx];
+                    kx += 1;
+                    if kx == p {
+                        (kx, ky) = (0, ky + 1);
+                        if ky == p {
+                            (ky, ci) = (0, ci + 1);
+                        }
+                    }
+                }
+            }
+            let wk = weight.slice(k0, (dim - 1) * plen + kn);
+            sums(&buf[..gt * kn], kn, wk, plen, &mut out[t0 * dim..(t0 + gt) * dim], gt, kn, dim);
+        }
+    }
 }
 
 /// out = act(bias + sums) + residual, rows of `n`: `sums` adds x @ w^T into out, which
@@ -120,13 +205,15 @@ pub(super) fn linear(
     }
 }
 
-/// out[i, :] += x[i, :] @ w^T; out starts from the bias.
-fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+/// out[i, :] += x[i, :] @ w^T; out starts from the bias. Rows of x at stride xs, of w
+/// at stride ws, k inputs of each.
+#[allow(clippy::too_many_arguments)]
+fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: usize, k: usize, n: usize) {
     if k == 0 {
         return;
     }
     if m == 1 {
-        return matvec(&x[..k], w, out, k);
+        return matvec(&x[..k], w, ws, out, k);
     }
     let mut panel = [0f32; KC * NR];
     for j0 in (0..n).step_by(NR) {
@@ -136,7 +223,7 @@ fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: u
             // panel[kk * NR + c] = w[j0 + c, k0 + kk] as f32 (zero past the last column)
             for c in 0..NR {
                 if c < nr {
-                    let wr = &w[(j0 + c) * k + k0..][..kc];
+                    let wr = &w[(j0 + c) * ws + k0..][..kc];
                     for (p, v) in panel.chunks_exact_mut(NR).zip(wr) {
                         p[c] = v.widen();
                     }
@@ -201,14 +288,14 @@ fn tile1(x0: &[f32], panel: &[f32]) -> [f32; NR] {
     a
 }
 
-/// One row: out[j] += x . w[j, :], four weight rows at a time.
-fn matvec<W: Weight>(x: &[f32], w: &[W], out: &mut [f32], k: usize) {
-    let mut rows4 = w.chunks_exact(NR * k);
+/// One row: out[j] += x . w[j * ws..][..k], four weight rows at a time.
+fn matvec<W: Weight>(x: &[f32], w: &[W], ws: usize, out: &mut [f32], k: usize) {
+    let row = |j: usize| &w[j * ws..][..k];
     let mut outs = out.chunks_exact_mut(NR);
-    for (ws, o) in (&mut rows4).zip(&mut outs) {
-        let (w0, rest) = ws.split_at(k);
-        let (w1, rest) = rest.split_at(k);
-        let (w2, w3) = rest.split_at(k);
+    let mut j = 0;
+    for o in &mut outs {
+        let (w0, w1, w2, w3) = (row(j), row(j + 1), row(j + 2), row(j + 3));
+        j += NR;
         let mut a = [0f32; NR];
         for (((&v, (a0, a1)), a2), a3) in x.iter().zip(w0.iter().zip(w1)).zip(w2).zip(w3) {
             a[0] = fma(v, a0.widen(), a[0]);
@@ -218,8 +305,9 @@ fn matvec<W: Weight>(x: &[f32], w: &[W], out: &mut [f32], k: usize) {
         }
         o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
     }
-    for (wr, o) in rows4.remainder().chunks_exact(k).zip(outs.into_remainder()) {
-        *o += x.iter().zip(wr).fold(0.0, |acc, (&v, w)| fma(v, w.widen(), acc));
+    for o in outs.into_remainder() {
+        *o += x.iter().zip(row(j)).fold(0.0, |acc, (&v, w)| fma(v, w.widen(), acc));
+        j += 1;
     }
 }
 

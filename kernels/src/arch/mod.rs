@@ -42,7 +42,6 @@ pub(crate) static TABLES: &[Candidate] = &[(&ARMV7EM, crate::table::always)];
 static MVE: Kernels = {
     let mut k = mve::plug(portable::plug(Kernels::generic()));
     k.name = "Armv8.1-M MVE (Cortex-M55)";
-    k.patch_embed = crate::patch::ref_patch_embed;
     // The core::simd scan: 183 k instructions per mamba_a token against the FPU scan's 206 k.
     k.selective_scan = crate::simd::scan::portable;
     k

@@ -28,6 +28,7 @@ use crate::table::Kernels;
 pub(crate) const fn plug(k: Kernels) -> Kernels {
     let mut k = super::armv7em::plug(k);
     k.matmul = matmul;
+    k.patch_embed = patch_embed;
     k.attention = attention;
     k.activation = activation;
     k
@@ -118,8 +119,28 @@ fn matmul(
     n: usize,
 ) {
     super::armv7em::linear(bias, residual, act, activation, out, n, |out| match w {
-        Src::F16(w) => run(x, xs, w, out, m, k, n),
-        Src::F32(w) => run(x, xs, w, out, m, k, n),
+        Src::F16(w) => run(x, xs, w, k, out, m, k, n),
+        Src::F32(w) => run(x, xs, w, k, out, m, k, n),
+    });
+}
+
+/// The patch embedding: this plug's matmul sums over gathered patches.
+#[allow(clippy::too_many_arguments)]
+fn patch_embed(
+    image: &[f32],
+    weight: Src<'_>,
+    bias: Option<Src<'_>>,
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    dim: usize,
+) {
+    let shape = [c, h, w, p, dim];
+    super::armv7em::patch_embed_with(image, weight, bias, out, shape, |x, xs, wt, ws, o, m, k, n| match wt {
+        Src::F16(wt) => run(x, xs, wt, ws, o, m, k, n),
+        Src::F32(wt) => run(x, xs, wt, ws, o, m, k, n),
     });
 }
 
@@ -129,12 +150,13 @@ fn split4<T>(s: &[T]) -> (&[T], &[T]) {
     s.split_at(s.len() - s.len() % 4)
 }
 
-fn run<W: Load4>(x: &[f32], xs: usize, w: &[W], out: &mut [f32], m: usize, k: usize, n: usize) {
+#[allow(clippy::too_many_arguments)]
+fn run<W: Load4>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: usize, k: usize, n: usize) {
     if k == 0 {
         return;
     }
     let xrow = |i: usize| &x[i * xs..][..k];
-    let wrow = |j: usize| &w[j * k..][..k];
+    let wrow = |j: usize| &w[j * ws..][..k];
     let mut i = 0;
     while i + 2 <= m {
         let (x0, x1) = (xrow(i), xrow(i + 1));
