@@ -209,7 +209,7 @@ impl<'a> Model<'a> {
             config_json,
         };
         for i in 0..model.tensor_count() {
-            model.decode_tensor(i)?;
+            model.decode_tensor(i, true)?;
         }
         model.validate_io()?;
         for i in 0..model.op_count() {
@@ -273,7 +273,14 @@ impl<'a> Model<'a> {
 
     /// Tensor `index` (None past the end).
     pub fn tensor(&self, index: usize) -> Option<TensorInfo<'a>> {
-        self.decode_tensor(index).ok()
+        self.decode_tensor(index, true).ok()
+    }
+
+    /// Tensor `index` as the ops read it, every time they run: every field checked, but
+    /// the name left empty (not looked up and checked for UTF-8, which cost more than the
+    /// rest of the record on a microcontroller).
+    pub(crate) fn tensor_unnamed(&self, index: usize) -> Option<TensorInfo<'a>> {
+        self.decode_tensor(index, false).ok()
     }
     /// Op `index` (None past the end).
     pub fn op(&self, index: usize) -> Option<OpRecord> {
@@ -302,16 +309,20 @@ impl<'a> Model<'a> {
         (0..self.n_outputs).find(|&i| self.output(i).is_some_and(|t| t.name == name))
     }
 
-    fn decode_tensor(&self, index: usize) -> Result<TensorInfo<'a>> {
+    fn decode_tensor(&self, index: usize, named: bool) -> Result<TensorInfo<'a>> {
         let idx = index as u32;
         let bad = |reason| Error::BadTensor { index: idx, reason };
         let start = index.checked_mul(format::TENSOR_RECORD_BYTES).ok_or(bad("index out of range"))?;
         let rec = self.tensors.get(start..start + format::TENSOR_RECORD_BYTES).ok_or(bad("index out of range"))?;
         let field = |off| u32_at(rec, off).unwrap_or(0);
         let (name_off, name_len) = (field(0) as usize, field(4) as usize);
-        let name_end = name_off.checked_add(name_len).ok_or(bad("name out of range"))?;
-        let name = self.strings.get(name_off..name_end).ok_or(bad("name out of range"))?;
-        let name = core::str::from_utf8(name).map_err(|_| bad("name is not UTF-8"))?;
+        let name = if named {
+            let name_end = name_off.checked_add(name_len).ok_or(bad("name out of range"))?;
+            let name = self.strings.get(name_off..name_end).ok_or(bad("name out of range"))?;
+            core::str::from_utf8(name).map_err(|_| bad("name is not UTF-8"))?
+        } else {
+            ""
+        };
         let dtype = DType::from_code(rec[8]).ok_or(bad("unknown dtype code"))?;
         let storage = Storage::from_code(rec[9]).ok_or(bad("unknown storage code"))?;
         let rank = rec[10];

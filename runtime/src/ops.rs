@@ -75,7 +75,8 @@ impl<'a> Check<'_, 'a> {
         Error::BadOp { index: self.index, opcode: self.op.opcode as u32, reason }
     }
     fn tensor(&self, id: u32) -> Result<TensorInfo<'a>> {
-        self.model.tensor(id as usize).ok_or(self.err("refers to a tensor that does not exist"))
+        // The ops never read a tensor's name.
+        self.model.tensor_unnamed(id as usize).ok_or(self.err("refers to a tensor that does not exist"))
     }
     /// Input `slot`: an f32 tensor in the scratch arena (an activation).
     fn act(&self, slot: usize) -> Result<TensorInfo<'a>> {

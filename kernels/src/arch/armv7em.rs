@@ -190,13 +190,21 @@ pub(super) fn linear(
     if n == 0 {
         return;
     }
-    for row in out.chunks_exact_mut(n) {
-        row.fill(0.0);
-        if let Some(b) = bias {
-            b.copy_to(row);
+    // Without an activation the residual joins the bias before the sums: one pass less.
+    let early = if act == Activation::None { residual } else { None };
+    for (i, row) in out.chunks_exact_mut(n).enumerate() {
+        match bias {
+            Some(b) => b.copy_to(row), // b holds n values (checked by the front)
+            None => row.fill(0.0),
+        }
+        if let Some(r) = early {
+            row.iter_mut().zip(&r[i * n..][..n]).for_each(|(o, r)| *o += r);
         }
     }
     sums(out);
+    if early.is_some() || (act == Activation::None && residual.is_none()) {
+        return;
+    }
     for (i, row) in out.chunks_exact_mut(n).enumerate() {
         activation(row, act);
         if let Some(r) = residual {
@@ -349,13 +357,22 @@ pub(super) fn activation(x: &mut [f32], act: Activation) {
 pub(super) const KB: usize = 8;
 
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv);
+    streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv, exps);
+}
+
+/// sc[b] = exp(sc[b] - max) over a block; returns their sum.
+#[inline(always)]
+fn exps(sc: &mut [f32; KB], nb: usize, max: f32) -> f32 {
+    sc[..nb].iter_mut().fold(0.0, |sum, sc| {
+        *sc = exp1(*sc - max);
+        sum + *sc
+    })
 }
 
 /// The streaming (online) softmax over blocks of [`KB`] keys, with the caller's
 /// instruction set for `q . k` of one key (`dot`) and of four keys (`scores4`: q read once
-/// for the four), and for `o += Σ_b p[b] * v[b]` over a block (`pv`: o kept in registers
-/// while the block's v rows stream past).
+/// for the four), for `o += Σ_b p[b] * v[b]` over a block (`pv`: o kept in registers
+/// while the block's v rows stream past) and for the block's exponentials (`exps`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn streaming_attention(
@@ -368,6 +385,7 @@ pub(super) fn streaming_attention(
     dot: impl Fn(&[f32], &[f32]) -> f32,
     scores4: impl Fn(&[f32], [&[f32]; 4]) -> [f32; 4],
     pv: impl Fn(&mut [f32], &[f32], &[&[f32]]),
+    exps: impl Fn(&mut [f32; KB], usize, f32) -> f32,
 ) {
     let hd = s.head_dim;
     let width = s.heads * hd;
@@ -419,10 +437,7 @@ pub(super) fn streaming_attention(
                     o.iter_mut().for_each(|o| *o *= corr);
                     max = bmax;
                 }
-                for sc in &mut sc[..nb] {
-                    *sc = exp1(*sc - max);
-                    sum += *sc;
-                }
+                sum += exps(&mut sc, nb, max);
                 pv(o, &sc[..nb], &vs[..nb]);
             }
             if sum > 0.0 {

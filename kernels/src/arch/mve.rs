@@ -64,17 +64,12 @@ fn activation(x: &mut [f32], act: Activation) {
     lanes::activation_inplace(x, act)
 }
 
-/// acc + a * b, lane by lane, one rounding (`VFMA.F32`).
+/// acc + a * b, lane by lane, one rounding (`VFMA.F32`; with a splat operand LLVM takes
+/// it from a core register, `VFMA` / `VFMAS` with `Rm`).
 #[inline(always)]
 fn fma4(acc: f32x4, a: f32x4, b: f32x4) -> f32x4 {
-    let mut acc = acc;
-    // SAFETY: a register-only MVE instruction; this module is built only for Armv8.1-M
-    // with MVE floating point (feature `mve`, `-C target-cpu=cortex-m55`).
-    unsafe {
-        asm!("vfma.f32 {acc}, {a}, {b}", acc = inout(qreg) acc, a = in(qreg) a, b = in(qreg) b,
-             options(pure, nomem, nostack));
-    }
-    acc
+    // SAFETY: `simd_fma` on f32 vectors of equal length; no memory is touched.
+    unsafe { core::intrinsics::simd::simd_fma(a, b, acc) }
 }
 
 /// A weight element that also loads as four f32 lanes.
@@ -150,10 +145,14 @@ fn split4<T>(s: &[T]) -> (&[T], &[T]) {
     s.split_at(s.len() - s.len() % 4)
 }
 
+/// out[i, :] += x[i, :] @ w^T (rows of x at stride xs, of w at stride ws, k inputs).
 #[allow(clippy::too_many_arguments)]
 fn run<W: Load4>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: usize, k: usize, n: usize) {
     if k == 0 {
         return;
+    }
+    if m >= PANEL_MIN_ROWS {
+        return gemm(x, xs, w, ws, out, m, k, n);
     }
     let xrow = |i: usize| &x[i * xs..][..k];
     let wrow = |j: usize| &w[j * ws..][..k];
@@ -188,6 +187,196 @@ fn run<W: Load4>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: u
             j += 1;
         }
     }
+}
+
+/// Rows from which the matmul widens its weights into panels. A panel costs three
+/// instructions per four weights (`VLDRH.U32`, `VCVTB`, a quarter of a `VST4` group) once,
+/// then about 11 instructions per 24 multiply-accumulates; the sums along k below cost
+/// about 10 per 16 and a reduction per output, so panels pay from four rows on.
+const PANEL_MIN_ROWS: usize = 4;
+/// Panel depth (inputs): 8 columns x 64 inputs, 2 KiB of stack.
+const KC: usize = 64;
+/// Rows per register tile: 3 rows x 8 columns = six accumulators + two weight vectors,
+/// the eight `q` registers.
+const MR: usize = 3;
+
+/// The matmul from panels: the weights of 8 output columns x 64 inputs widened once,
+/// then tiles of 3 rows x 8 columns (`VFMA.F32 q, q, r`: a vector of 4 columns' weights
+/// times one input of x, taken from a core register).
+///
+/// Panel layout, per group of 4 inputs: columns 0-3 as `[input][4]` (16 floats), then
+/// columns 4-7 likewise; the last k % 4 inputs as `[8]` each. One pointer walks it.
+#[allow(clippy::too_many_arguments)]
+fn gemm<W: Load4>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: usize, k: usize, n: usize) {
+    let mut panel = [0f32; 8 * KC];
+    for j0 in (0..n).step_by(8) {
+        let nr = 8.min(n - j0);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            fill_panel(w, ws, j0, nr, k0, &mut panel[..8 * kc]);
+            panel_rows(x, xs, &panel[..8 * kc], out, m, n, j0, k0);
+        }
+    }
+}
+
+/// The panel of columns j0..j0 + cols (zero beyond), inputs k0..k0 + len / 8, widened:
+/// each column's 4-input vectors interleaved by `VST4` into `[input][4 columns]`.
+#[inline(always)]
+fn fill_panel<W: Load4>(w: &[W], ws: usize, j0: usize, cols: usize, k0: usize, panel: &mut [f32]) {
+    let kc = panel.len() / 8;
+    let body = kc - kc % 4;
+    if cols == 8 {
+        // Every panel but the last of a row count n % 8 != 0: no missing columns.
+        let rows: [&[W]; 8] = core::array::from_fn(|c| &w[(j0 + c) * ws + k0..][..kc]);
+        for (g, dst) in panel[..8 * body].chunks_exact_mut(32).enumerate() {
+            let (lo, hi) = dst.split_at_mut(16);
+            for (half, d) in [lo, hi].into_iter().enumerate() {
+                // SAFETY: every row holds kc inputs (cut above) and 4 * g + 4 <= body <= kc.
+                let q = core::array::from_fn(|c| W::load4(unsafe { rows[4 * half + c].get_unchecked(4 * g..4 * g + 4) }));
+                st4(d, q);
+            }
+        }
+        for (t, dst) in panel[8 * body..].chunks_exact_mut(8).enumerate() {
+            dst.iter_mut().zip(&rows).for_each(|(d, r)| *d = r[body + t].widen());
+        }
+        return;
+    }
+    let rows: [Option<&[W]>; 8] = core::array::from_fn(|c| (c < cols).then(|| &w[(j0 + c) * ws + k0..][..kc]));
+    let z = f32x4::splat(0.0);
+    for (g, dst) in panel[..8 * body].chunks_exact_mut(32).enumerate() {
+        let (lo, hi) = dst.split_at_mut(16);
+        for (half, d) in [lo, hi].into_iter().enumerate() {
+            let q = core::array::from_fn(|c| rows[4 * half + c].map_or(z, |r| W::load4(&r[4 * g..4 * g + 4])));
+            st4(d, q);
+        }
+    }
+    for (t, dst) in panel[8 * body..].chunks_exact_mut(8).enumerate() {
+        for (d, r) in dst.iter_mut().zip(&rows) {
+            *d = r.map_or(0.0, |r| r[body + t].widen());
+        }
+    }
+}
+
+/// dst[4 * i + j] = q[j][i]: the four vectors interleaved (`VST40`..`VST43`).
+#[inline(always)]
+fn st4(dst: &mut [f32], q: [f32x4; 4]) {
+    let dst: &mut [f32; 16] = dst.try_into().expect("16 lanes");
+    // SAFETY: the four stores write exactly the 64 bytes of `dst`; MVE is present (see
+    // `fma4`).
+    unsafe {
+        asm!(
+            "vst40.32 {{q0, q1, q2, q3}}, [{p}]",
+            "vst41.32 {{q0, q1, q2, q3}}, [{p}]",
+            "vst42.32 {{q0, q1, q2, q3}}, [{p}]",
+            "vst43.32 {{q0, q1, q2, q3}}, [{p}]",
+            p = in(reg) dst.as_mut_ptr(),
+            in("q0") q[0], in("q1") q[1], in("q2") q[2], in("q3") q[3],
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// acc + w * x, the one input broadcast from a core register (`VFMA.F32 Qda, Qn, Rm`).
+#[inline(always)]
+fn fmas(acc: f32x4, w: f32x4, x: u32) -> f32x4 {
+    let mut acc = acc;
+    // SAFETY: a register-only MVE instruction (see `fma4`).
+    unsafe {
+        asm!("vfma.f32 {acc}, {w}, {x}", acc = inout(qreg) acc, w = in(qreg) w, x = in(reg) x,
+             options(pure, nomem, nostack));
+    }
+    acc
+}
+
+/// Every row tile of x against one panel (one copy for f16 and f32 weights); the sums
+/// accumulate onto out's rows, loaded into the accumulators and stored back once per tile.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn panel_rows(x: &[f32], xs: usize, panel: &[f32], out: &mut [f32], m: usize, n: usize, j0: usize, k0: usize) {
+    let kc = panel.len() / 8;
+    let nr = 8.min(n - j0);
+    let bits: &[u32] = bytemuck::cast_slice(x);
+    let xrow = |i: usize| &bits[i * xs + k0..][..kc];
+    let mut i = 0;
+    while i + MR <= m {
+        with_rows::<MR>(out, i, n, j0, nr, |acc| tile(core::array::from_fn(|r| xrow(i + r)), panel, acc));
+        i += MR;
+    }
+    match m - i {
+        2 => with_rows::<2>(out, i, n, j0, nr, |acc| tile([xrow(i), xrow(i + 1)], panel, acc)),
+        1 => with_rows::<1>(out, i, n, j0, nr, |acc| tile([xrow(i)], panel, acc)),
+        _ => {}
+    }
+}
+
+/// Runs `f` on out[i..i + R, j0..j0 + nr] as R x 2 vectors (zero past nr), then stores
+/// them back.
+#[inline(always)]
+fn with_rows<const R: usize>(
+    out: &mut [f32],
+    i: usize,
+    n: usize,
+    j0: usize,
+    nr: usize,
+    f: impl FnOnce(&mut [[f32x4; 2]; R]),
+) {
+    let mut acc = [[f32x4::splat(0.0); 2]; R];
+    for (r, a) in acc.iter_mut().enumerate() {
+        let o = &out[(i + r) * n + j0..][..nr];
+        if nr == 8 {
+            *a = [f32x4::from_slice(&o[..4]), f32x4::from_slice(&o[4..])];
+        } else {
+            let mut t = [0f32; 8];
+            t[..nr].copy_from_slice(o);
+            *a = [f32x4::from_slice(&t[..4]), f32x4::from_slice(&t[4..])];
+        }
+    }
+    f(&mut acc);
+    for (r, a) in acc.iter().enumerate() {
+        let o = &mut out[(i + r) * n + j0..][..nr];
+        if nr == 8 {
+            o[..4].copy_from_slice(a[0].as_array());
+            o[4..].copy_from_slice(a[1].as_array());
+        } else {
+            let mut t = [0f32; 8];
+            t[..4].copy_from_slice(a[0].as_array());
+            t[4..].copy_from_slice(a[1].as_array());
+            o.copy_from_slice(&t[..nr]);
+        }
+    }
+}
+
+/// R rows x 8 columns over one panel: per input, two weight vectors, R inputs of x and
+/// 2R fused multiply-adds; inputs four at a time.
+#[inline(always)]
+fn tile<const R: usize>(x: [&[u32]; R], panel: &[f32], acc: &mut [[f32x4; 2]; R]) {
+    let kc = panel.len() / 8;
+    let body = kc / 4;
+    debug_assert_eq!(panel.len(), 8 * kc);
+    let x = x.map(|r| &r[..kc]);
+    let mut a = *acc;
+    for (g, pg) in panel[..32 * body].chunks_exact(32).enumerate() {
+        for t in 0..4 {
+            let (lo, hi) = (f32x4::from_slice(&pg[4 * t..4 * t + 4]), f32x4::from_slice(&pg[16 + 4 * t..20 + 4 * t]));
+            for r in 0..R {
+                // SAFETY: x[r] holds kc = panel.len() / 8 inputs (cut above) and
+                // 4 * g + t < 4 * body <= kc. (Checked indexing kept 13 bounds checks per
+                // four inputs in this loop.)
+                let v = unsafe { *x[r].get_unchecked(4 * g + t) };
+                a[r][0] = fmas(a[r][0], lo, v);
+                a[r][1] = fmas(a[r][1], hi, v);
+            }
+        }
+    }
+    for (t, pt) in panel[32 * body..].chunks_exact(8).enumerate() {
+        let (lo, hi) = (f32x4::from_slice(&pt[..4]), f32x4::from_slice(&pt[4..]));
+        for r in 0..R {
+            let v = x[r][4 * body + t];
+            a[r][0] = fmas(a[r][0], lo, v);
+            a[r][1] = fmas(a[r][1], hi, v);
+        }
+    }
+    *acc = a;
 }
 
 /// x0, x1 against w0, w1: [x0.w0, x0.w1, x1.w0, x1.w1].
@@ -254,7 +443,23 @@ fn dot<W: Load4>(x: &[f32], w: &[W]) -> f32 {
 }
 
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    super::armv7em::streaming_attention(q, k, v, key_mask, out, s, dot::<f32>, scores4, pv);
+    super::armv7em::streaming_attention(q, k, v, key_mask, out, s, dot::<f32>, scores4, pv, exps);
+}
+
+/// sc[b] = exp(sc[b] - max) over a block, four lanes at a time; returns the sum of the
+/// first nb (the lanes past nb are computed and ignored).
+#[inline(always)]
+fn exps(sc: &mut [f32; KB], nb: usize, max: f32) -> f32 {
+    const { assert!(KB == 8) }
+    let m = f32x4::splat(max);
+    let (lo, hi) = sc.split_at_mut(4);
+    let a = lanes::exp(f32x4::from_slice(lo) - m);
+    lo.copy_from_slice(a.as_array());
+    if nb > 4 {
+        let b = lanes::exp(f32x4::from_slice(&hi[..4]) - m);
+        hi[..4].copy_from_slice(b.as_array());
+    }
+    sc[..nb].iter().sum()
 }
 
 /// q . k of four keys, each four-lane vector of q loaded once for the four.
