@@ -85,10 +85,19 @@ fn matmul(
     k: usize,
     n: usize,
 ) {
-    linear(bias, residual, act, activation, out, n, |out| match w {
-        Src::F16(w) => run(x, xs, w, k, out, m, k, n),
-        Src::F32(w) => run(x, xs, w, k, out, m, k, n),
-    });
+    linear(
+        bias,
+        residual,
+        act,
+        activation,
+        |b, row| b.copy_to(row),
+        out,
+        n,
+        |out| match w {
+            Src::F16(w) => run(x, xs, w, k, out, m, k, n),
+            Src::F32(w) => run(x, xs, w, k, out, m, k, n),
+        },
+    );
 }
 
 /// The patch embedding: the matmul's sums over gathered patches.
@@ -176,13 +185,15 @@ pub(super) fn patch_embed_with(
 }
 
 /// out = act(bias + sums) + residual, rows of `n`: `sums` adds x @ w^T into out, which
-/// starts from the bias; `activation` is the plug's. (The Arm plugs' matmuls share it.)
+/// starts from the bias; `activation` and `copy` (a bias into a row) are the plug's. (The
+/// Arm plugs' matmuls share it.)
 #[inline(always)]
 pub(super) fn linear(
     bias: Option<Src<'_>>,
     residual: Option<&[f32]>,
     act: Activation,
     activation: fn(&mut [f32], Activation),
+    copy: fn(&Src<'_>, &mut [f32]),
     out: &mut [f32],
     n: usize,
     sums: impl FnOnce(&mut [f32]),
@@ -194,7 +205,7 @@ pub(super) fn linear(
     let early = if act == Activation::None { residual } else { None };
     for (i, row) in out.chunks_exact_mut(n).enumerate() {
         match bias {
-            Some(b) => b.copy_to(row), // b holds n values (checked by the front)
+            Some(b) => copy(&b, row), // b holds n values (checked by the front)
             None => row.fill(0.0),
         }
         if let Some(r) = early {

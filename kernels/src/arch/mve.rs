@@ -113,10 +113,26 @@ fn matmul(
     k: usize,
     n: usize,
 ) {
-    super::armv7em::linear(bias, residual, act, activation, out, n, |out| match w {
+    super::armv7em::linear(bias, residual, act, activation, copy, out, n, |out| match w {
         Src::F16(w) => run(x, xs, w, k, out, m, k, n),
         Src::F32(w) => run(x, xs, w, k, out, m, k, n),
     });
+}
+
+/// dst = src widened, four lanes at a time (a bias into an output row).
+fn copy(src: &Src<'_>, dst: &mut [f32]) {
+    fn lanes<W: Load4>(src: &[W], dst: &mut [f32]) {
+        let mut d = dst.chunks_exact_mut(4);
+        let mut s = src.chunks_exact(4);
+        for (d, s) in (&mut d).zip(&mut s) {
+            d.copy_from_slice(W::load4(s).as_array());
+        }
+        d.into_remainder().iter_mut().zip(s.remainder()).for_each(|(d, s)| *d = s.widen());
+    }
+    match *src {
+        Src::F32(s) => lanes(s, dst),
+        Src::F16(s) => lanes(s, dst),
+    }
 }
 
 /// The patch embedding: this plug's matmul sums over gathered patches.
@@ -232,7 +248,8 @@ fn fill_panel<W: Load4>(w: &[W], ws: usize, j0: usize, cols: usize, k0: usize, p
             let (lo, hi) = dst.split_at_mut(16);
             for (half, d) in [lo, hi].into_iter().enumerate() {
                 // SAFETY: every row holds kc inputs (cut above) and 4 * g + 4 <= body <= kc.
-                let q = core::array::from_fn(|c| W::load4(unsafe { rows[4 * half + c].get_unchecked(4 * g..4 * g + 4) }));
+                let q =
+                    core::array::from_fn(|c| W::load4(unsafe { rows[4 * half + c].get_unchecked(4 * g..4 * g + 4) }));
                 st4(d, q);
             }
         }
@@ -356,15 +373,19 @@ fn tile<const R: usize>(x: [&[u32]; R], panel: &[f32], acc: &mut [[f32x4; 2]; R]
     let x = x.map(|r| &r[..kc]);
     let mut a = *acc;
     for (g, pg) in panel[..32 * body].chunks_exact(32).enumerate() {
-        for t in 0..4 {
-            let (lo, hi) = (f32x4::from_slice(&pg[4 * t..4 * t + 4]), f32x4::from_slice(&pg[16 + 4 * t..20 + 4 * t]));
-            for r in 0..R {
-                // SAFETY: x[r] holds kc = panel.len() / 8 inputs (cut above) and
-                // 4 * g + t < 4 * body <= kc. (Checked indexing kept 13 bounds checks per
-                // four inputs in this loop.)
-                let v = unsafe { *x[r].get_unchecked(4 * g + t) };
-                a[r][0] = fmas(a[r][0], lo, v);
-                a[r][1] = fmas(a[r][1], hi, v);
+        for t in [0, 2] {
+            // SAFETY: x[r] holds kc = panel.len() / 8 inputs (cut above) and
+            // 4 * g + t + 1 < 4 * body <= kc; u32 alignment is all `LDRD` needs. (Checked
+            // indexing kept 13 bounds checks per four inputs in this loop.)
+            let v: [[u32; 2]; R] =
+                core::array::from_fn(|r| unsafe { x[r].as_ptr().add(4 * g + t).cast::<[u32; 2]>().read() });
+            for (u, tt) in [t, t + 1].into_iter().enumerate() {
+                let (lo, hi) =
+                    (f32x4::from_slice(&pg[4 * tt..4 * tt + 4]), f32x4::from_slice(&pg[16 + 4 * tt..20 + 4 * tt]));
+                for r in 0..R {
+                    a[r][0] = fmas(a[r][0], lo, v[r][u]);
+                    a[r][1] = fmas(a[r][1], hi, v[r][u]);
+                }
             }
         }
     }
