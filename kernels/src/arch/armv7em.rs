@@ -188,6 +188,7 @@ pub(super) fn patch_embed_with(
 /// starts from the bias; `activation` and `copy` (a bias into a row) are the plug's. (The
 /// Arm plugs' matmuls share it.)
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     bias: Option<Src<'_>>,
     residual: Option<&[f32]>,
