@@ -70,6 +70,21 @@ impl Activation {
     }
 }
 
+/// [`ref_activation_inplace`] for the activations the vector kernels leave scalar
+/// (identity, ReLU, ReLU^2, softplus; the others are left as they are), without the
+/// reference's match, which would link libm's erf and tanh for nothing.
+#[cfg(feature = "simd")]
+#[inline(never)]
+pub(crate) fn simple_inplace(x: &mut [f32], act: Activation) {
+    let f = match act {
+        Activation::Relu => relu,
+        Activation::ReluSquared => |v| relu(v) * relu(v),
+        Activation::Softplus => softplus,
+        _ => return,
+    };
+    x.iter_mut().for_each(|v| *v = f(*v));
+}
+
 /// sqrt(2 / pi), the constant of the tanh GELU approximation.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 

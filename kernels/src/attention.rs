@@ -98,7 +98,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out:
             return (crate::table::active().attention)(q, k, v, key_mask, out, s);
         }
     }
-    ref_attention(q, k, v, key_mask, out, s)
+    crate::src::mismatch!(out, ref_attention(q, k, v, key_mask, out, s))
 }
 
 /// The keys and values one (query, head) attends over: head column `col` of rows

@@ -71,7 +71,7 @@ pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f
     if fits(x, gamma, beta, out, dim) {
         return (crate::table::active().layer_norm)(x, gamma, beta, out, dim, eps);
     }
-    ref_layer_norm(x, gamma, beta, out, dim, eps)
+    crate::src::mismatch!(out, ref_layer_norm(x, gamma, beta, out, dim, eps))
 }
 
 /// RMSNorm with the fastest available kernel (SIMD when it runs here, else
@@ -80,7 +80,7 @@ pub fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32
     if fits(x, gamma, None, out, dim) {
         return (crate::table::active().rms_norm)(x, gamma, out, dim, eps);
     }
-    ref_rms_norm(x, gamma, out, dim, eps)
+    crate::src::mismatch!(out, ref_rms_norm(x, gamma, out, dim, eps))
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ pub fn patch_embed(
             return (crate::table::active().patch_embed)(image, weight, bias, out, c, h, w, patch, dim);
         }
     }
-    ref_patch_embed(image, weight, bias, out, c, h, w, patch, dim)
+    crate::src::mismatch!(out, ref_patch_embed(image, weight, bias, out, c, h, w, patch, dim))
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub fn rope_inplace(
     if fits {
         return (crate::table::active().rope)(x, rows, row_stride, heads, head_dim, inv_freq, pos0);
     }
-    ref_rope_inplace(x, rows, row_stride, heads, head_dim, inv_freq, pos0)
+    crate::src::mismatch!(x, ref_rope_inplace(x, rows, row_stride, heads, head_dim, inv_freq, pos0))
 }
 
 #[cfg(test)]

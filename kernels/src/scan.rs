@@ -88,6 +88,8 @@ pub fn selective_scan(
             return (crate::table::active().selective_scan)(x, dt, bc, z, a_d, state, out, t, e, n);
         }
     }
+    // Not `mismatch!`: a state size that is not a multiple of 8 is a real model's, which
+    // the vector entries leave to the reference.
     ref_selective_scan(x, dt, bc, z, a_d, state, out, t, e, n)
 }
 

@@ -85,7 +85,7 @@ macro_rules! vector_math {
                 act,
                 Activation::GeluErf | Activation::GeluTanh | Activation::Silu | Activation::Sigmoid | Activation::Tanh
             ) {
-                return crate::activation::ref_activation_inplace(x, act);
+                return crate::activation::simple_inplace(x, act);
             }
             let mut chunks = x.chunks_exact_mut(L);
             for c in &mut chunks {

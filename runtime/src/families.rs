@@ -14,14 +14,15 @@ pub(crate) fn missing_feature(op: OpCode) -> Option<&'static str> {
         OpCode::PatchEmbed => (cfg!(feature = "vit"), "vit"),
         OpCode::Attention => (cfg!(any(feature = "vit", feature = "transformer")), "vit` or `transformer"),
         OpCode::PositionEmbedding | OpCode::Rope | OpCode::Glu => (cfg!(feature = "transformer"), "transformer"),
-        OpCode::Embedding => (cfg!(any(feature = "transformer", feature = "ssm")), "transformer` or `ssm"),
+        OpCode::Embedding | OpCode::RmsNorm => {
+            (cfg!(any(feature = "transformer", feature = "ssm")), "transformer` or `ssm")
+        }
         OpCode::CausalConv1d | OpCode::SelectiveScan | OpCode::TokenShift | OpCode::Wkv => {
             (cfg!(feature = "ssm"), "ssm")
         }
         OpCode::ConcatRows
         | OpCode::Add
         | OpCode::LayerNorm
-        | OpCode::RmsNorm
         | OpCode::MatMul
         | OpCode::SelectRows
         | OpCode::Activation

@@ -561,6 +561,7 @@ pub(crate) fn execute(model: &Model<'_>, index: u32, op: &OpRecord, arena: &mut 
         OpCode::ConcatRows => k::elementwise::ref_concat_rows(src(0)?, src(1)?, out),
         OpCode::Add => k::elementwise::ref_add(act(0)?, src(1)?.slice(0, out_elems), out),
         OpCode::LayerNorm => k::norm::layer_norm(act(0)?, src(1)?, opt_src(2)?, out, p(0), pf(1)),
+        #[cfg(any(feature = "transformer", feature = "ssm"))]
         OpCode::RmsNorm => k::norm::rms_norm(act(0)?, src(1)?, out, p(0), pf(1)),
         OpCode::MatMul => {
             let m = rows(&out_t, n);

@@ -135,6 +135,11 @@ fn firmware_steps() -> Result<()> {
     // runtime and kernels for both embedded targets, every feature set built above
     for target in ["thumbv7em-none-eabihf", "thumbv8m.main-none-eabihf"] {
         let deps = crate::workspace_root().join("target").join(target).join("debug/deps");
+        if !deps.exists() && target != "thumbv7em-none-eabihf" {
+            // `--firmware-only` skips the step that builds the M55 table.
+            println!("no alloc, no std: nothing built for {target} in this run");
+            continue;
+        }
         let n = crate::ci_firmware::check_no_alloc_std(&deps)?;
         println!("no alloc, no std: {n} crates built for {target} (runtime, kernels and their dependencies)");
     }

@@ -73,6 +73,7 @@ const MR: usize = 4;
 const KC: usize = 128;
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn matmul(
     x: &[f32],
     xs: usize,
@@ -102,6 +103,7 @@ fn matmul(
 
 /// The patch embedding: the matmul's sums over gathered patches.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn patch_embed(
     image: &[f32],
     weight: Src<'_>,
@@ -368,6 +370,7 @@ pub(super) fn activation(x: &mut [f32], act: Activation) {
 /// Keys per block of the streaming softmax.
 pub(super) const KB: usize = 8;
 
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv, exps);
 }
@@ -515,6 +518,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn selective_scan(
     x: &[f32],
     dt: &[f32],
@@ -597,6 +601,7 @@ fn sincos(x: f32) -> (f32, f32) {
 /// Frequencies per batch of cos / sin values.
 const RB: usize = 32;
 
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn rope(x: &mut [f32], rows: usize, row_stride: usize, heads: usize, head_dim: usize, inv_freq: &[f32], pos0: usize) {
     let half = head_dim / 2;
     if half == 0 || row_stride == 0 {

@@ -51,6 +51,12 @@ static MVE: Kernels = {
 #[cfg(all(target_arch = "arm", feature = "mve"))]
 pub(crate) static TABLES: &[Candidate] = &[(&MVE, crate::table::always)];
 
+/// The table of a microcontroller build, fixed at compile time ([`crate::table::active`]).
+#[cfg(all(target_arch = "arm", target_os = "none", feature = "mve"))]
+pub(crate) static BOARD: &Kernels = &MVE;
+#[cfg(all(target_arch = "arm", target_os = "none", feature = "simd", not(feature = "mve")))]
+pub(crate) static BOARD: &Kernels = &ARMV7EM;
+
 /// Other CPUs (aarch64, ...): the portable `core::simd` kernels.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "arm")))]
 pub(crate) static TABLES: &[Candidate] = &[(&PORTABLE, crate::table::always)];

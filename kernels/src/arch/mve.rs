@@ -101,6 +101,7 @@ impl Load4 for half::f16 {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn matmul(
     x: &[f32],
     xs: usize,
@@ -137,6 +138,7 @@ fn copy(src: &Src<'_>, dst: &mut [f32]) {
 
 /// The patch embedding: this plug's matmul sums over gathered patches.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn patch_embed(
     image: &[f32],
     weight: Src<'_>,
@@ -463,6 +465,7 @@ fn dot<W: Load4>(x: &[f32], w: &[W]) -> f32 {
     xt.iter().zip(wt).fold(acc.reduce_sum(), |acc, (&v, w)| fma(v, w.widen(), acc))
 }
 
+#[inline(never)] // a table entry: one call per op, one copy of its code
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     super::armv7em::streaming_attention(q, k, v, key_mask, out, s, dot::<f32>, scores4, pv, exps);
 }
