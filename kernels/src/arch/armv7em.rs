@@ -477,28 +477,39 @@ fn scores4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
     a
 }
 
-/// o += Σ_b p[b] * v[b], eight dimensions of o in registers at a time.
+/// o += Σ_b p[b] * v[b], eight dimensions of o in registers at a time, then four (head
+/// sizes such as 12, 20 or 24), then one.
 #[inline(always)]
 pub(super) fn pv(o: &mut [f32], p: &[f32], vs: &[&[f32]]) {
-    const C: usize = 8;
-    let mut chunks = o.chunks_exact_mut(C);
-    let mut c0 = 0;
-    for oc in &mut chunks {
-        let mut acc: [f32; C] = core::array::from_fn(|l| oc[l]);
-        for (&pb, vb) in p.iter().zip(vs) {
-            let vc = &vb[c0..c0 + C];
-            for l in 0..C {
-                acc[l] = fma(pb, vc[l], acc[l]);
-            }
-        }
-        oc.copy_from_slice(&acc);
-        c0 += C;
+    let len = o.len();
+    let body = len - len % 8;
+    let (head, tail) = o.split_at_mut(body);
+    for (c, oc) in head.chunks_exact_mut(8).enumerate() {
+        pv_lanes::<8>(oc.try_into().expect("8 lanes"), p, vs, 8 * c);
     }
-    for (d, od) in chunks.into_remainder().iter_mut().enumerate() {
+    let (four, rest) = tail.split_at_mut(tail.len() - tail.len() % 4);
+    if let Ok(oc) = <&mut [f32; 4]>::try_from(four) {
+        pv_lanes::<4>(oc, p, vs, body);
+    }
+    let c0 = len - rest.len();
+    for (d, od) in rest.iter_mut().enumerate() {
         for (&pb, vb) in p.iter().zip(vs) {
             *od = fma(pb, vb[c0 + d], *od);
         }
     }
+}
+
+/// o += Σ_b p[b] * v[b][c0..c0 + C], the C sums in registers.
+#[inline(always)]
+fn pv_lanes<const C: usize>(o: &mut [f32; C], p: &[f32], vs: &[&[f32]], c0: usize) {
+    let mut acc = *o;
+    for (&pb, vb) in p.iter().zip(vs) {
+        let vc: &[f32; C] = vb[c0..c0 + C].try_into().expect("C lanes");
+        for l in 0..C {
+            acc[l] = fma(pb, vc[l], acc[l]);
+        }
+    }
+    *o = acc;
 }
 
 /// q . k on two accumulators.
