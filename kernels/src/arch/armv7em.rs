@@ -372,7 +372,20 @@ pub(super) const KB: usize = 8;
 
 #[inline(never)] // a table entry: one call per op, one copy of its code
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv, exps);
+    streaming_attention(q, k, v, key_mask, out, s, dot, scores4, pv, scale_max, exps);
+}
+
+/// sc[b] *= scale over a block of nb scores; returns their max.
+#[inline(always)]
+pub(super) fn scale_max(sc: &mut [f32; KB], nb: usize, scale: f32) -> f32 {
+    let mut bmax = f32::NEG_INFINITY;
+    for sc in &mut sc[..nb] {
+        *sc *= scale;
+        if *sc > bmax {
+            bmax = *sc;
+        }
+    }
+    bmax
 }
 
 /// sc[b] = exp(sc[b] - max) over a block; returns their sum.
@@ -400,6 +413,7 @@ pub(super) fn streaming_attention(
     dot: impl Fn(&[f32], &[f32]) -> f32,
     scores4: impl Fn(&[f32], [&[f32]; 4]) -> [f32; 4],
     pv: impl Fn(&mut [f32], &[f32], &[&[f32]]),
+    scale_max: impl Fn(&mut [f32; KB], usize, f32) -> f32,
     exps: impl Fn(&mut [f32; KB], usize, f32) -> f32,
 ) {
     let hd = s.head_dim;
@@ -438,18 +452,15 @@ pub(super) fn streaming_attention(
                 for b in b..nb {
                     sc[b] = dot(qh, ks[b]);
                 }
-                let mut bmax = f32::NEG_INFINITY;
-                for sc in &mut sc[..nb] {
-                    *sc *= s.scale;
-                    if *sc > bmax {
-                        bmax = *sc;
-                    }
-                }
+                let bmax = scale_max(&mut sc, nb, s.scale);
                 if bmax > max {
-                    // The max grew: rescale what was accumulated (exp(-inf) = 0 the first time).
-                    let corr = exp1(max - bmax);
-                    sum *= corr;
-                    o.iter_mut().for_each(|o| *o *= corr);
+                    // The max grew: rescale what was accumulated (nothing yet in the first
+                    // block, where max is -inf).
+                    if max != f32::NEG_INFINITY {
+                        let corr = exp1(max - bmax);
+                        sum *= corr;
+                        o.iter_mut().for_each(|o| *o *= corr);
+                    }
                     max = bmax;
                 }
                 sum += exps(&mut sc, nb, max);

@@ -31,6 +31,8 @@ pub(crate) const fn plug(k: Kernels) -> Kernels {
     k.patch_embed = patch_embed;
     k.attention = attention;
     k.activation = activation;
+    k.layer_norm = layer_norm;
+    k.rms_norm = rms_norm;
     k
 }
 
@@ -467,11 +469,28 @@ fn dot<W: Load4>(x: &[f32], w: &[W]) -> f32 {
 
 #[inline(never)] // a table entry: one call per op, one copy of its code
 fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    super::armv7em::streaming_attention(q, k, v, key_mask, out, s, dot::<f32>, scores4, pv, exps);
+    super::armv7em::streaming_attention(q, k, v, key_mask, out, s, dot::<f32>, scores4, pv, scale_max, exps);
+}
+
+/// sc[b] *= scale over a block; returns the block's max (a whole block four lanes at a
+/// time, `VMUL` and `VMAXNMV`).
+#[inline(always)]
+fn scale_max(sc: &mut [f32; KB], nb: usize, scale: f32) -> f32 {
+    const { assert!(KB == 8) }
+    if nb < KB {
+        return super::armv7em::scale_max(sc, nb, scale);
+    }
+    let f = f32x4::splat(scale);
+    let (lo, hi) = sc.split_at_mut(4);
+    let (a, b) = (f32x4::from_slice(lo) * f, f32x4::from_slice(hi) * f);
+    lo.copy_from_slice(a.as_array());
+    hi.copy_from_slice(b.as_array());
+    a.simd_max(b).reduce_max()
 }
 
 /// sc[b] = exp(sc[b] - max) over a block, four lanes at a time; returns the sum of the
-/// first nb (the lanes past nb are computed and ignored).
+/// first nb (the lanes past nb are computed and ignored; a whole block is summed in
+/// lanes).
 #[inline(always)]
 fn exps(sc: &mut [f32; KB], nb: usize, max: f32) -> f32 {
     const { assert!(KB == 8) }
@@ -482,6 +501,9 @@ fn exps(sc: &mut [f32; KB], nb: usize, max: f32) -> f32 {
     if nb > 4 {
         let b = lanes::exp(f32x4::from_slice(&hi[..4]) - m);
         hi[..4].copy_from_slice(b.as_array());
+        if nb == KB {
+            return (a + b).reduce_sum();
+        }
     }
     sc[..nb].iter().sum()
 }
@@ -505,31 +527,129 @@ fn scores4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
     s
 }
 
-/// o += Σ_b p[b] * v[b], sixteen dimensions of o in four `q` registers at a time.
+/// o += Σ_b p[b] * v[b], sixteen dimensions of o in four `q` registers at a time, then
+/// eight in two and four in one (head sizes such as 12, 24 or 40), then the FPU plug's.
 #[inline(always)]
 fn pv(o: &mut [f32], p: &[f32], vs: &[&[f32]]) {
-    const C: usize = 16;
-    let mut chunks = o.chunks_exact_mut(C);
+    let len = o.len();
     let mut c0 = 0;
-    for oc in &mut chunks {
-        let mut acc: [f32x4; 4] = core::array::from_fn(|l| f32x4::from_slice(&oc[4 * l..4 * l + 4]));
-        for (&pb, vb) in p.iter().zip(vs) {
-            let pv = f32x4::splat(pb);
-            let vc = &vb[c0..c0 + C];
-            for (l, a) in acc.iter_mut().enumerate() {
-                *a = fma4(*a, pv, f32x4::from_slice(&vc[4 * l..4 * l + 4]));
-            }
-        }
-        for (l, a) in acc.iter().enumerate() {
-            oc[4 * l..4 * l + 4].copy_from_slice(a.as_array());
-        }
-        c0 += C;
+    while c0 + 16 <= len {
+        pv_q::<4>(&mut o[c0..c0 + 16], p, vs, c0);
+        c0 += 16;
     }
-    // The last head_dim % 16 dimensions: the FPU plug's update.
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
+    if c0 + 8 <= len {
+        pv_q::<2>(&mut o[c0..c0 + 8], p, vs, c0);
+        c0 += 8;
+    }
+    if c0 + 4 <= len {
+        pv_q::<1>(&mut o[c0..c0 + 4], p, vs, c0);
+        c0 += 4;
+    }
+    if c0 < len {
         let mut tails: [&[f32]; KB] = [&[]; KB];
         tails.iter_mut().zip(vs).for_each(|(t, vb)| *t = &vb[c0..]);
-        super::armv7em::pv(rest, p, &tails[..vs.len()]);
+        super::armv7em::pv(&mut o[c0..], p, &tails[..vs.len()]);
+    }
+}
+
+/// o[..4 Q] += Σ_b p[b] * v[b][c0..c0 + 4 Q], the sums in Q `q` registers.
+#[inline(always)]
+fn pv_q<const Q: usize>(oc: &mut [f32], p: &[f32], vs: &[&[f32]], c0: usize) {
+    let mut acc: [f32x4; Q] = core::array::from_fn(|l| f32x4::from_slice(&oc[4 * l..4 * l + 4]));
+    for (&pb, vb) in p.iter().zip(vs) {
+        let pv = f32x4::splat(pb);
+        let vc = &vb[c0..c0 + 4 * Q];
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = fma4(*a, pv, f32x4::from_slice(&vc[4 * l..4 * l + 4]));
+        }
+    }
+    for (l, a) in acc.iter().enumerate() {
+        oc[4 * l..4 * l + 4].copy_from_slice(a.as_array());
+    }
+}
+
+#[inline(never)] // a table entry: one call per op, one copy of its code
+fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
+    norm(x, gamma, beta, out, dim, eps, false)
+}
+
+#[inline(never)] // a table entry: one call per op, one copy of its code
+fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
+    norm(x, gamma, None, out, dim, eps, true)
+}
+
+/// Σ f(acc, x) over a row, on two four-lane accumulators, then the tail (`g`).
+#[inline(always)]
+fn row_sum(x: &[f32], f: impl Fn(f32x4, f32x4) -> f32x4, g: impl Fn(f32, f32) -> f32) -> f32 {
+    let (body, tail) = split4(x);
+    let mut acc = [f32x4::splat(0.0); 2];
+    let (pairs, odd) = body.as_chunks::<8>();
+    for c in pairs {
+        acc[0] = f(acc[0], f32x4::from_slice(&c[..4]));
+        acc[1] = f(acc[1], f32x4::from_slice(&c[4..]));
+    }
+    if !odd.is_empty() {
+        acc[0] = f(acc[0], f32x4::from_slice(odd));
+    }
+    tail.iter().fold((acc[0] + acc[1]).reduce_sum(), |a, &v| g(a, v))
+}
+
+/// LayerNorm (`rms = false`: mean, then the variance around it, as the reference) and
+/// RMSNorm (`rms = true`, no beta) four lanes at a time: sums by `VADD` / `VFMA`, then
+/// out = (x - mean) * (1 / sqrt(var + eps)) * gamma + beta, gamma and beta widened by
+/// `VLDRH.U32` + `VCVTB` when f16. One copy per weight dtype; a gamma and beta of two
+/// dtypes (which the converter does not write) take the reference.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32, rms: bool) {
+    match (gamma, beta) {
+        (Src::F16(g), None) => norm_rows(x, g, None, out, dim, eps, rms),
+        (Src::F16(g), Some(Src::F16(b))) => norm_rows(x, g, Some(b), out, dim, eps, rms),
+        (Src::F32(g), None) => norm_rows(x, g, None, out, dim, eps, rms),
+        (Src::F32(g), Some(Src::F32(b))) => norm_rows(x, g, Some(b), out, dim, eps, rms),
+        // (RMSNorm has no beta: always one of the arms above.)
+        _ => crate::norm::ref_layer_norm(x, gamma, beta, out, dim, eps),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn norm_rows<G: Load4>(x: &[f32], gamma: &[G], beta: Option<&[G]>, out: &mut [f32], dim: usize, eps: f32, rms: bool) {
+    let n = dim as f32;
+    for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let (shift, var) = if rms {
+            (0.0, row_sum(xr, |a, v| fma4(a, v, v), |a, v| fma(v, v, a)) / n)
+        } else {
+            let mean = row_sum(xr, |a, v| a + v, |a, v| a + v) / n;
+            let m = f32x4::splat(mean);
+            let var = row_sum(
+                xr,
+                |a, v| {
+                    let d = v - m;
+                    fma4(a, d, d)
+                },
+                |a, v| fma(v - mean, v - mean, a),
+            );
+            (mean, var / n)
+        };
+        let inv = 1.0 / crate::math::sqrtf(var + eps);
+        let (sv, iv) = (f32x4::splat(shift), f32x4::splat(inv));
+        let body = dim - dim % 4;
+        for d in (0..body).step_by(4) {
+            let t = (f32x4::from_slice(&xr[d..d + 4]) - sv) * iv;
+            let g = G::load4(&gamma[d..d + 4]);
+            let y = match beta {
+                Some(b) => fma4(G::load4(&b[d..d + 4]), t, g),
+                None => t * g,
+            };
+            or[d..d + 4].copy_from_slice(y.as_array());
+        }
+        for d in body..dim {
+            let t = (xr[d] - shift) * inv;
+            or[d] = match beta {
+                Some(b) => fma(t, gamma[d].widen(), b[d].widen()),
+                None => t * gamma[d].widen(),
+            };
+        }
     }
 }
