@@ -35,9 +35,9 @@ pub(crate) static TABLES: &[Candidate] = &[(&ARMV7EM, crate::table::always)];
 
 /// Cortex-M55 / M85 (Helium): per op, whichever kernels took fewer instructions on the
 /// emulated M55 (`cargo xtask qemu --board m55 --profile`, digits ViT, per image):
-/// the MVE matmul, attention and activations (`mve`), the FPU RoPE (`armv7em`), the
-/// `core::simd` norms and scan (LayerNorm 54 k vs the reference's 123 k), the reference
-/// patch embedding (218 k vs `core::simd`'s 266 k).
+/// the MVE matmul, patch embedding, attention, activations and norms (`mve`; LayerNorm
+/// 45 k -> 37 k against `core::simd`'s), the FPU RoPE (`armv7em`), the `core::simd`
+/// selective scan.
 #[cfg(all(target_arch = "arm", feature = "mve"))]
 static MVE: Kernels = {
     let mut k = mve::plug(portable::plug(Kernels::generic()));

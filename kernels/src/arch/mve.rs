@@ -3,16 +3,21 @@
 //!
 //! LLVM lowers `core::simd` to MVE, but without fused multiply-adds (`Simd::mul_add`
 //! needs `std`) and with the f16 widening done by integer bit tricks. These loops take
-//! the two instructions that matter from `asm!`: `VLDRH.U32` + `VCVTB.F32.F16` (four f16
-//! weights widened to f32 lanes in two instructions) and `VFMA.F32` on `q` registers;
-//! loads of f32 vectors, pointers and the loop are LLVM's.
+//! what matters from `asm!` and intrinsics: `VLDRH.U32` + `VCVTB.F32.F16` (four f16
+//! weights widened to f32 lanes in two instructions), `VFMA.F32` on `q` registers
+//! (`simd_fma`), `VFMA.F32 q, q, r` with one input broadcast from a core register, and
+//! `VST40`..`VST43` to interleave four vectors; loads, pointers and loops are LLVM's.
 //!
-//! - matmul: the sums run along k, four inputs per lane group: tiles of 2 rows x 2
-//!   columns (four accumulators, two x vectors, two weight vectors: all eight `q`
-//!   registers), and 1 row x 4 columns for decode; each sum is reduced across its lanes
-//!   once, at the end. Inputs past the last multiple of four are scalar FPU code.
-//! - attention: the Cortex-M4F plug's streaming softmax, with its dot products and
-//!   `p * v` updates four lanes at a time.
+//! - matmul (4 rows or more): the weights of 8 output columns x 64 inputs widened once
+//!   into a panel on the stack (interleaved by `VST4`), then tiles of 3 rows x 8 columns
+//!   (six accumulators and two weight vectors: the eight `q` registers), one `VFMA` by a
+//!   scalar of x per 4 columns and input. Fewer rows (decode): the sums run along k in
+//!   2 x 2 and 1 x 4 tiles, reduced across lanes once at the end.
+//! - patch embedding: that matmul over gathered patches.
+//! - attention: the Cortex-M4F plug's streaming softmax, with its dot products, the
+//!   block's scale and max, its exponentials and the `p * v` updates four lanes at a time.
+//! - LayerNorm / RMSNorm: the sums and the scaling four lanes at a time.
+//! - activations: the shared polynomials on four lanes.
 
 use core::arch::asm;
 use core::simd::prelude::*;
@@ -24,7 +29,8 @@ use crate::attention::AttentionShape;
 use crate::src::Src;
 use crate::table::Kernels;
 
-/// The table: the M4F plug's entries, with this module's matmul and attention.
+/// The table: the M4F plug's entries, with this module's matmul, patch embedding,
+/// attention, activations and norms.
 pub(crate) const fn plug(k: Kernels) -> Kernels {
     let mut k = super::armv7em::plug(k);
     k.matmul = matmul;
