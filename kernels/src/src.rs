@@ -139,15 +139,15 @@ macro_rules! debug_assert_shape_eq {
 /// lengths it was given break its contract, so that no table entry can take them (a
 /// caller's bug: the runtime validates every shape before it calls). On the host the
 /// scalar reference runs, which stays in bounds and gives what it gives. A
-/// microcontroller build (Arm, `target_os = "none"`) fills `$out` with NaN instead, so
-/// its flash holds no reference kernel that no model calls.
+/// microcontroller build (`cfg(mote_board)`) fills `$out` with NaN instead, so its flash
+/// holds no reference kernel that no model calls.
 macro_rules! mismatch {
     ($out:expr, $reference:expr) => {{
-        #[cfg(all(target_arch = "arm", target_os = "none", feature = "simd"))]
+        #[cfg(mote_board)]
         {
             $out.fill(f32::NAN)
         }
-        #[cfg(not(all(target_arch = "arm", target_os = "none", feature = "simd")))]
+        #[cfg(not(mote_board))]
         {
             $reference
         }

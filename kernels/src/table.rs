@@ -68,9 +68,9 @@ impl Kernels {
     }
 }
 
-/// Whether this is a microcontroller build, whose table is fixed at compile time
-/// ([`active`]).
-pub(crate) const BOARD: bool = cfg!(all(target_arch = "arm", target_os = "none", feature = "simd"));
+/// Whether this is a microcontroller build (`cfg(mote_board)`), whose table is fixed at
+/// compile time ([`active`]).
+pub(crate) const BOARD: bool = cfg!(mote_board);
 
 /// A table of this build and whether the CPU runs it.
 pub(crate) type Candidate = (&'static Kernels, fn() -> bool);
@@ -115,7 +115,7 @@ pub fn available() -> impl Iterator<Item = &'static Kernels> {
 const UNSET: u8 = u8::MAX;
 /// Index into [`candidates`] (or `GENERIC_CHOICE`) of the active table.
 static CHOICE: AtomicU8 = AtomicU8::new(UNSET);
-#[cfg(not(all(target_arch = "arm", target_os = "none", feature = "simd")))]
+#[cfg(not(mote_board))]
 const GENERIC_CHOICE: u8 = u8::MAX - 1;
 /// Set by [`crate::force_scalar`] / [`crate::force_avx2`].
 static FORCED: AtomicU8 = AtomicU8::new(0);
@@ -132,12 +132,12 @@ pub(crate) fn force(bit: u8, on: bool) {
     CHOICE.store(UNSET, Ordering::Relaxed);
 }
 
-#[cfg_attr(all(target_arch = "arm", target_os = "none", feature = "simd"), allow(dead_code))] // the x86-64 plugs ask
+#[cfg_attr(mote_board, allow(dead_code))] // the x86-64 plugs ask
 pub(crate) fn forced(bit: u8) -> bool {
     FORCED.load(Ordering::Relaxed) & bit != 0
 }
 
-#[cfg(not(all(target_arch = "arm", target_os = "none", feature = "simd")))]
+#[cfg(not(mote_board))]
 fn choose() -> u8 {
     if forced(FORCE_SCALAR) {
         return GENERIC_CHOICE;
@@ -146,7 +146,7 @@ fn choose() -> u8 {
 }
 
 /// The table in use: chosen on the first call (and again after a `force_*` call).
-#[cfg(not(all(target_arch = "arm", target_os = "none", feature = "simd")))]
+#[cfg(not(mote_board))]
 #[inline]
 pub fn active() -> &'static Kernels {
     let mut c = CHOICE.load(Ordering::Relaxed);
@@ -157,12 +157,13 @@ pub fn active() -> &'static Kernels {
     candidates().get(usize::from(c)).map_or(&GENERIC, |(t, _)| *t)
 }
 
-/// The table in use on a microcontroller (`target_os = "none"` on Arm with `simd`): the
-/// one table the target features select, fixed at compile time. Every entry call then
-/// folds into a direct call, and the entries this build never calls (the scalar
-/// references the plug replaced, the norms of families that are not compiled in) are
-/// dropped by the linker: 15 KB of flash on the M4. `force_scalar` has no effect there.
-#[cfg(all(target_arch = "arm", target_os = "none", feature = "simd"))]
+/// The table in use on a microcontroller (`cfg(mote_board)`: `target_os = "none"` on Arm
+/// with `simd`, see `build.rs`): the one table the target features select, fixed at
+/// compile time. Every entry call then folds into a direct call, and the entries this
+/// build never calls (the scalar references the plug replaced, the norms of families that
+/// are not compiled in) are dropped by the linker: about 12 KB of flash on the M4.
+/// `force_scalar` has no effect there.
+#[cfg(mote_board)]
 #[inline(always)]
 pub fn active() -> &'static Kernels {
     crate::arch::BOARD

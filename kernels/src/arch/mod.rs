@@ -52,9 +52,9 @@ static MVE: Kernels = {
 pub(crate) static TABLES: &[Candidate] = &[(&MVE, crate::table::always)];
 
 /// The table of a microcontroller build, fixed at compile time ([`crate::table::active`]).
-#[cfg(all(target_arch = "arm", target_os = "none", feature = "mve"))]
+#[cfg(all(mote_board, feature = "mve"))]
 pub(crate) static BOARD: &Kernels = &MVE;
-#[cfg(all(target_arch = "arm", target_os = "none", feature = "simd", not(feature = "mve")))]
+#[cfg(all(mote_board, not(feature = "mve")))]
 pub(crate) static BOARD: &Kernels = &ARMV7EM;
 
 /// Other CPUs (aarch64, ...): the portable `core::simd` kernels.
