@@ -149,6 +149,7 @@ pub fn ref_activation_inplace(x: &mut [f32], act: Activation) {
 
 /// [`ref_activation_inplace`] with the active kernel table's entry (polynomial exp / erf
 /// where a plug has one). Same contract.
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn activation_inplace(x: &mut [f32], act: Activation) {
     (crate::table::active().activation)(x, act)
 }
@@ -158,6 +159,7 @@ pub fn activation_inplace(x: &mut [f32], act: Activation) {
 /// x: [rows, 2*n], each row laid out as [gate: n | up: n]; out: [rows, n]
 /// out[r, i] = act(x[r, i]) * x[r, n + i]
 /// ```
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_glu(x: &[f32], out: &mut [f32], n: usize, act: Activation) {
     debug_assert_shape_eq!(Some(x.len()), out.len().checked_mul(2), "x: [rows, 2*n]; out: [rows, n]");
     debug_assert_shape!(n == 0 || out.len().is_multiple_of(n));

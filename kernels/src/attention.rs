@@ -79,6 +79,7 @@ pub fn ref_attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, 
 
 /// Attention with the fastest available kernel: the SIMD path (blocked online softmax)
 /// when it runs on this CPU and every length is consistent, else [`ref_attention`].
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
     {
         // Table entries index directly: they run only when every length is consistent.

@@ -9,6 +9,7 @@ use crate::src::debug_assert_shape_eq;
 /// a, b, out: [len] (any shape, the same for all three)
 /// ```
 /// `b` may be f16, e.g. a position embedding stored as a weight.
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_add(a: &[f32], b: Src<'_>, out: &mut [f32]) {
     debug_assert_shape_eq!(a.len(), out.len(), "a, out: [len]");
     debug_assert_shape_eq!(b.len(), out.len(), "b, out: [len]");
@@ -22,6 +23,7 @@ pub fn ref_add(a: &[f32], b: Src<'_>, out: &mut [f32]) {
 /// out: [rows_a + rows_b, dim]
 /// ```
 /// Rows are contiguous, so `dim` is implied: out = a's elements, then b's.
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_concat_rows(a: Src<'_>, b: Src<'_>, out: &mut [f32]) {
     debug_assert_shape_eq!(a.len().checked_add(b.len()), Some(out.len()), "out: [rows_a + rows_b, dim]");
     let (out_a, out_b) = out.split_at_mut(a.len().min(out.len()));

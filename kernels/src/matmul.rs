@@ -51,6 +51,7 @@ pub fn matmul(
 
 /// [`matmul`] over a column block of x (see [`ref_matmul_strided`]).
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn matmul_strided(
     x: &[f32],
     x_stride: usize,

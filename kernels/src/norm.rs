@@ -67,6 +67,7 @@ fn fits(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &[f32], dim: usiz
 
 /// LayerNorm with the fastest available kernel (SIMD when it runs here, else
 /// [`ref_layer_norm`]). Same contract.
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
     if fits(x, gamma, beta, out, dim) {
         return (crate::table::active().layer_norm)(x, gamma, beta, out, dim, eps);
@@ -76,6 +77,7 @@ pub fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f
 
 /// RMSNorm with the fastest available kernel (SIMD when it runs here, else
 /// [`ref_rms_norm`]). Same contract.
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
     if fits(x, gamma, None, out, dim) {
         return (crate::table::active().rms_norm)(x, gamma, out, dim, eps);

@@ -116,6 +116,7 @@ fn ref_generic<W: Element>(
 /// Patch embedding with the fastest available kernel: the SIMD path when it runs on this
 /// CPU and every length is consistent, else [`ref_patch_embed`]. Same contract.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn patch_embed(
     image: &[f32],
     weight: Src<'_>,

@@ -42,6 +42,7 @@ pub fn ref_rope_inplace(
 
 /// [`ref_rope_inplace`] with the active kernel table's entry. Same contract; the entry
 /// may index directly, so the lengths are checked here first (else the reference runs).
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn rope_inplace(
     x: &mut [f32],
     rows: usize,

@@ -16,6 +16,7 @@ use crate::math::expf;
 /// state <- the last k-1 rows of window
 /// ```
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_causal_conv1d(
     x: &[f32],
     weight: Src<'_>,
@@ -63,6 +64,7 @@ pub fn ref_causal_conv1d(
 /// a time) when it runs on this CPU, `n` is a multiple of eight and every length is
 /// consistent, else [`ref_selective_scan`]. Same contract.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn selective_scan(
     x: &[f32],
     dt: &[f32],

@@ -10,6 +10,7 @@ use crate::Src;
 /// out[i, m*d + ch] = x[i, ch] * mix[m, ch] + prev(i)[ch] * (1 - mix[m, ch])
 /// state <- x[t - 1]
 /// ```
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_token_shift(x: &[f32], mix: Src<'_>, state: &mut [f32], out: &mut [f32], t: usize, d: usize, mixes: usize) {
     if d == 0 || t == 0 {
         return;
@@ -50,6 +51,7 @@ const PP_EMPTY: f32 = -1e38;
 /// A zeroed state (after `reset`) has bb = 0 and is read as pp = -1e38, as transformers
 /// initialises it.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_wkv(
     k: &[f32],
     v: &[f32],

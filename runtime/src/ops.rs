@@ -6,11 +6,15 @@
 //! none of the op's arena inputs. `execute` then slices the arena and calls the kernel;
 //! with `n` tokens it uses the first `n` rows of every SEQ tensor.
 
-use mote_kernels::{self as k, Activation, AttentionShape, Src};
+#[cfg(any(feature = "vit", feature = "transformer"))]
+use mote_kernels::AttentionShape;
+use mote_kernels::{self as k, Activation, Src};
 
 use crate::Result;
 use crate::error::Error;
-use crate::format::{ATTN_CAUSAL, DType, NONE, OpCode, Storage};
+#[cfg(any(feature = "vit", feature = "transformer"))]
+use crate::format::ATTN_CAUSAL;
+use crate::format::{DType, NONE, OpCode, Storage};
 use crate::model::{Model, OpRecord, TensorInfo};
 
 /// Which inputs an op takes: (required, optional) counts; inputs past both must be NONE.
@@ -138,6 +142,7 @@ impl<'a> Check<'_, 'a> {
         Activation::from_code(self.op.params[i]).ok_or(self.err("unknown activation code"))
     }
     /// Input `slot`: an f32 persistent tensor of `elems` elements (state the op updates).
+    #[cfg(feature = "ssm")]
     fn state(&self, slot: usize, elems: Option<usize>) -> Result<TensorInfo<'a>> {
         let t = self.tensor(self.op.inputs[slot])?;
         if t.storage != Storage::Persistent || t.dtype != DType::F32 {
@@ -147,6 +152,7 @@ impl<'a> Check<'_, 'a> {
         Ok(t)
     }
     /// The KV caches (inputs 4 and 5), if the op has them.
+    #[cfg(any(feature = "vit", feature = "transformer"))]
     fn caches(&self) -> Result<Option<(TensorInfo<'a>, TensorInfo<'a>)>> {
         match (self.op.inputs[4], self.op.inputs[5]) {
             (NONE, NONE) => Ok(None),
@@ -188,6 +194,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
         }
     }
     match op.opcode {
+        #[cfg(feature = "vit")]
         OpCode::PatchEmbed => {
             let (ch, h, w, p, dim) = (c.param(0), c.param(1), c.param(2), c.param(3), c.param(4));
             c.ensure(ch > 0 && dim > 0 && p > 0 && p <= h && p <= w, "bad patch geometry")?;
@@ -252,6 +259,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             }
             c.elems_eq(&out, mul(m, n), "output is not [m, n]")?;
         }
+        #[cfg(any(feature = "vit", feature = "transformer"))]
         OpCode::Attention => {
             let s = attention_shape(&c)?;
             let scale = c.param_f32(7);
@@ -286,6 +294,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.ensure(count > 0 && start.checked_add(count).is_some_and(|e| e <= limit), "rows out of range")?;
             c.elems_eq(&out, mul(count, x.shape.cols()), "output is not [count, cols]")?;
         }
+        #[cfg(feature = "transformer")]
         OpCode::Glu => {
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
@@ -300,6 +309,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.same_rows(&x, &out)?;
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
         }
+        #[cfg(any(feature = "transformer", feature = "ssm"))]
         OpCode::Embedding => {
             let ids = c.tensor(op.inputs[0])?;
             c.ensure(ids.storage == Storage::Arena && ids.dtype == DType::I32, "ids are not an i32 arena tensor")?;
@@ -309,6 +319,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.elems_eq(&c.fixed(1)?, mul(vocab, dim), "table is not [vocab, dim]")?;
             c.elems_eq(&out, mul(ids.elems(), dim), "output is not [ids, dim]")?;
         }
+        #[cfg(feature = "transformer")]
         OpCode::PositionEmbedding => {
             let (positions, dim) = (c.param(0), c.param(1));
             c.ensure(out.seq, "position embeddings are token rows")?;
@@ -318,6 +329,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             let reach = model.max_context().max(model.max_tokens());
             c.ensure(reach <= positions, "the table has fewer positions than the context")?;
         }
+        #[cfg(feature = "transformer")]
         OpCode::Rope => {
             let x = c.act(0)?;
             c.same_rows(&x, &out)?;
@@ -330,6 +342,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.elems_eq(&c.fixed(1)?, Some(head_dim / 2), "inv_freq is not [head_dim / 2]")?;
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
         }
+        #[cfg(feature = "ssm")]
         OpCode::CausalConv1d => {
             let (ch, k) = (c.param(0), c.param(1));
             c.activation(2)?;
@@ -344,6 +357,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             }
             c.elems_eq(&out, Some(x.elems()), "output size differs from input")?;
         }
+        #[cfg(feature = "ssm")]
         OpCode::SelectiveScan => {
             let (e, n) = (c.param(0), c.param(1));
             c.ensure(e > 0 && n > 0, "channels and state size must be positive")?;
@@ -365,6 +379,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
             c.state(5, mul(e, n))?;
             c.elems_eq(&out, Some(x.elems()), "output is not [t, e]")?;
         }
+        #[cfg(feature = "ssm")]
         OpCode::TokenShift => {
             let (d, m) = (c.param(0), c.param(1));
             c.ensure(d > 0 && m > 0, "width and mixes must be positive")?;
@@ -378,6 +393,7 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
                 "output is not [t, mixes*d]",
             )?;
         }
+        #[cfg(feature = "ssm")]
         OpCode::Wkv => {
             let a = c.param(0);
             c.ensure(a > 0, "width must be positive")?;
@@ -403,11 +419,15 @@ pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<(
                 c.ensure(r.seq == a.seq && r.elems() == a.elems(), "residual size differs")?;
             }
         }
+        // Ops of families this build leaves out were refused before (`families::check`).
+        #[allow(unreachable_patterns)]
+        _ => crate::families::check(index, op.opcode)?,
     }
     Ok(())
 }
 
 /// Reads and checks an Attention op's geometry at the largest token count.
+#[cfg(any(feature = "vit", feature = "transformer"))]
 fn attention_shape(c: &Check<'_, '_>) -> Result<AttentionShape> {
     let (heads, kv_heads, head_dim) = (c.param(0), c.param(1), c.param(2));
     let (q_col, k_col, v_col) = (c.param(3), c.param(4), c.param(5));

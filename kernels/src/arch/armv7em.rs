@@ -86,19 +86,7 @@ fn matmul(
     k: usize,
     n: usize,
 ) {
-    linear(
-        bias,
-        residual,
-        act,
-        activation,
-        |b, row| b.copy_to(row),
-        out,
-        n,
-        |out| match w {
-            Src::F16(w) => run(x, xs, w, k, out, m, k, n),
-            Src::F32(w) => run(x, xs, w, k, out, m, k, n),
-        },
-    );
+    linear(bias, residual, act, activation, |b, row| b.copy_to(row), out, n, |out| run(x, xs, w, k, out, m, k, n));
 }
 
 /// The patch embedding: the matmul's sums over gathered patches.
@@ -115,10 +103,7 @@ fn patch_embed(
     p: usize,
     dim: usize,
 ) {
-    patch_embed_with(image, weight, bias, out, [c, h, w, p, dim], |x, xs, wt, ws, o, m, k, n| match wt {
-        Src::F16(wt) => run(x, xs, wt, ws, o, m, k, n),
-        Src::F32(wt) => run(x, xs, wt, ws, o, m, k, n),
-    });
+    patch_embed_with(image, weight, bias, out, [c, h, w, p, dim], run);
 }
 
 /// Inputs per gathered block of patches: 256 f32, 1 KiB of stack.
@@ -228,14 +213,19 @@ pub(super) fn linear(
 }
 
 /// out[i, :] += x[i, :] @ w^T; out starts from the bias. Rows of x at stride xs, of w
-/// at stride ws, k inputs of each.
+/// at stride ws, k inputs of each. (Not generic over the weight type: one copy; only the
+/// matvec and the panel's widening are per type.)
 #[allow(clippy::too_many_arguments)]
-fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: usize, k: usize, n: usize) {
+#[inline(never)]
+fn run(x: &[f32], xs: usize, w: Src<'_>, ws: usize, out: &mut [f32], m: usize, k: usize, n: usize) {
     if k == 0 {
         return;
     }
     if m == 1 {
-        return matvec(&x[..k], w, ws, out, k);
+        return match w {
+            Src::F16(w) => matvec(&x[..k], w, ws, out, k),
+            Src::F32(w) => matvec(&x[..k], w, ws, out, k),
+        };
     }
     let mut panel = [0f32; KC * NR];
     for j0 in (0..n).step_by(NR) {
@@ -244,13 +234,15 @@ fn run<W: Weight>(x: &[f32], xs: usize, w: &[W], ws: usize, out: &mut [f32], m: 
             let kc = KC.min(k - k0);
             // panel[kk * NR + c] = w[j0 + c, k0 + kk] as f32 (zero past the last column)
             for c in 0..NR {
+                let col = panel.chunks_exact_mut(NR).take(kc);
                 if c < nr {
-                    let wr = &w[(j0 + c) * ws + k0..][..kc];
-                    for (p, v) in panel.chunks_exact_mut(NR).zip(wr) {
-                        p[c] = v.widen();
+                    let at = (j0 + c) * ws + k0;
+                    match w {
+                        Src::F16(w) => col.zip(&w[at..][..kc]).for_each(|(p, v)| p[c] = v.widen()),
+                        Src::F32(w) => col.zip(&w[at..][..kc]).for_each(|(p, v)| p[c] = *v),
                     }
                 } else {
-                    panel.chunks_exact_mut(NR).take(kc).for_each(|p| p[c] = 0.0);
+                    col.for_each(|p| p[c] = 0.0);
                 }
             }
             rows(x, xs, &panel[..kc * NR], out, m, n, j0, k0);
