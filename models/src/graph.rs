@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use half::f16;
-use mote_runtime::format::{ATTN_CAUSAL, MAX_OP_INPUTS, MAX_OP_PARAMS};
+use mote_runtime::format::{MAX_OP_INPUTS, MAX_OP_PARAMS};
+use mote_runtime::ops::{self as op, OpParams};
 use mote_runtime::{Activation, DType, OpCode};
 
 use crate::checkpoint::Checkpoint;
@@ -93,10 +94,6 @@ pub struct Graph {
     pub max_context: usize,
     /// Weights already added, by checkpoint name (tied weights are stored once).
     weight_ids: HashMap<String, TensorId>,
-}
-
-fn f32_bits(x: f32) -> u32 {
-    x.to_bits()
 }
 
 impl Graph {
@@ -292,12 +289,12 @@ impl Graph {
         self.weight_from(fused_name, &HostTensor::f32(shape, data), dtype)
     }
 
-    fn op(&mut self, opcode: OpCode, inputs: &[Option<TensorId>], output: TensorId, params: &[u32]) {
+    /// Appends an op: its typed parameters (encoded as the runtime decodes them), inputs
+    /// and output.
+    fn op<P: OpParams>(&mut self, params: P, inputs: &[Option<TensorId>], output: TensorId) {
         let mut ins = [None; MAX_OP_INPUTS];
         ins[..inputs.len()].copy_from_slice(inputs);
-        let mut ps = [0u32; MAX_OP_PARAMS];
-        ps[..params.len()].copy_from_slice(params);
-        self.ops.push(OpDef { opcode, inputs: ins, output, params: ps });
+        self.ops.push(OpDef { opcode: P::OP, inputs: ins, output, params: params.encode() });
     }
 
     /// `act(x w^T + bias) + residual`; x: [.., k], w: [n, k] -> [.., n].
@@ -317,7 +314,7 @@ impl Graph {
             *last = n;
         }
         let out = self.activation_like(name, shape, x);
-        self.op(OpCode::MatMul, &[Some(x), Some(w), bias, residual], out, &[m as u32, k as u32, n as u32, act.code()]);
+        self.op(op::matmul::Params { m, k, n, act, x_col: 0 }, &[Some(x), Some(w), bias, residual], out);
         out
     }
 
@@ -336,12 +333,7 @@ impl Graph {
         let m = self.tensor(x).rows();
         let (n, k) = (self.tensor(w).rows(), self.tensor(w).cols());
         let out = self.activation_like(name, vec![m, n], x);
-        self.op(
-            OpCode::MatMul,
-            &[Some(x), Some(w), bias, residual],
-            out,
-            &[m as u32, k as u32, n as u32, act.code(), x_col as u32],
-        );
+        self.op(op::matmul::Params { m, k, n, act, x_col }, &[Some(x), Some(w), bias, residual], out);
         out
     }
 
@@ -358,7 +350,8 @@ impl Graph {
         let (c, k) = (self.tensor(w).rows(), self.tensor(w).cols());
         let shape = self.tensor(x).shape.clone();
         let out = self.activation_like(name, shape, x);
-        self.op(OpCode::CausalConv1d, &[Some(x), Some(state), Some(w), bias], out, &[c as u32, k as u32, act.code()]);
+        let params = op::causal_conv1d::Params { channels: c, kernel: k, act };
+        self.op(params, &[Some(x), Some(state), Some(w), bias], out);
         out
     }
 
@@ -378,10 +371,9 @@ impl Graph {
         let shape = self.tensor(x).shape.clone();
         let out = self.activation_like(name, shape, x);
         self.op(
-            OpCode::SelectiveScan,
+            op::selective_scan::Params { e, n },
             &[Some(x), Some(dt), Some(bc), Some(z), Some(a_d), Some(state)],
             out,
-            &[e as u32, n as u32],
         );
         out
     }
@@ -391,7 +383,7 @@ impl Graph {
         let (m, d) = (self.tensor(mix).rows(), self.tensor(mix).cols());
         let t = self.tensor(x).rows();
         let out = self.activation_like(name, vec![t, m * d], x);
-        self.op(OpCode::TokenShift, &[Some(x), Some(state), Some(mix)], out, &[d as u32, m as u32]);
+        self.op(op::token_shift::Params { width: d, mixes: m }, &[Some(x), Some(state), Some(mix)], out);
         out
     }
 
@@ -410,7 +402,7 @@ impl Graph {
         let shape = self.tensor(k).shape.clone();
         let a = self.tensor(k).cols();
         let out = self.activation_like(name, shape, k);
-        self.op(OpCode::Wkv, &[Some(k), Some(v), Some(r), Some(u), Some(w), Some(state)], out, &[a as u32]);
+        self.op(op::wkv::Params { width: a }, &[Some(k), Some(v), Some(r), Some(u), Some(w), Some(state)], out);
         out
     }
 
@@ -418,7 +410,7 @@ impl Graph {
     pub fn mul(&mut self, name: &str, a: TensorId, b: TensorId, residual: Option<TensorId>) -> TensorId {
         let shape = self.tensor(a).shape.clone();
         let out = self.activation_like(name, shape, a);
-        self.op(OpCode::Mul, &[Some(a), Some(b), residual], out, &[]);
+        self.op(op::mul::Params, &[Some(a), Some(b), residual], out);
         out
     }
 
@@ -431,17 +423,17 @@ impl Graph {
         eps: f32,
     ) -> TensorId {
         let shape = self.tensor(x).shape.clone();
-        let dim = self.tensor(x).cols() as u32;
+        let dim = self.tensor(x).cols();
         let out = self.activation_like(name, shape, x);
-        self.op(OpCode::LayerNorm, &[Some(x), Some(gamma), beta], out, &[dim, f32_bits(eps)]);
+        self.op(op::layer_norm::Params { dim, eps }, &[Some(x), Some(gamma), beta], out);
         out
     }
 
     pub fn rms_norm(&mut self, name: &str, x: TensorId, gamma: TensorId, eps: f32) -> TensorId {
         let shape = self.tensor(x).shape.clone();
-        let dim = self.tensor(x).cols() as u32;
+        let dim = self.tensor(x).cols();
         let out = self.activation_like(name, shape, x);
-        self.op(OpCode::RmsNorm, &[Some(x), Some(gamma)], out, &[dim, f32_bits(eps)]);
+        self.op(op::rms_norm::Params { dim, eps }, &[Some(x), Some(gamma)], out);
         out
     }
 
@@ -464,14 +456,8 @@ impl Graph {
         let out = self.activation_like(name, vec![t, heads * head_dim], qkv);
         let (q_col, k_col, v_col) = (0, heads * head_dim, (heads + kv_heads) * head_dim);
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let flags = if causal { ATTN_CAUSAL } else { 0 };
-        let params = [heads, kv_heads, head_dim, q_col, k_col, v_col].map(|x| x as u32);
-        self.op(
-            OpCode::Attention,
-            &[Some(qkv), Some(qkv), Some(qkv), mask, cache.map(|c| c.0), cache.map(|c| c.1)],
-            out,
-            &[params[0], params[1], params[2], params[3], params[4], params[5], flags, f32_bits(scale)],
-        );
+        let params = op::attention::Params { heads, kv_heads, head_dim, q_col, k_col, v_col, causal, scale };
+        self.op(params, &[Some(qkv), Some(qkv), Some(qkv), mask, cache.map(|c| c.0), cache.map(|c| c.1)], out);
         out
     }
 
@@ -479,7 +465,7 @@ impl Graph {
     pub fn embedding(&mut self, name: &str, ids: TensorId, table: TensorId) -> TensorId {
         let (vocab, dim) = (self.tensor(table).rows(), self.tensor(table).cols());
         let out = self.activation_like(name, vec![self.tensor(ids).elems(), dim], ids);
-        self.op(OpCode::Embedding, &[Some(ids), Some(table)], out, &[vocab as u32, dim as u32]);
+        self.op(op::embedding::Params { vocab, dim }, &[Some(ids), Some(table)], out);
         out
     }
 
@@ -489,7 +475,7 @@ impl Graph {
         let (positions, dim) = (self.tensor(table).rows(), self.tensor(table).cols());
         let out = self.activation(name, vec![self.max_tokens, dim]);
         self.tensors[out as usize].seq = true;
-        self.op(OpCode::PositionEmbedding, &[Some(table)], out, &[positions as u32, dim as u32]);
+        self.op(op::position_embedding::Params { positions, dim }, &[Some(table)], out);
         out
     }
 
@@ -497,7 +483,7 @@ impl Graph {
     pub fn rope(&mut self, name: &str, x: TensorId, inv_freq: TensorId, heads: usize, head_dim: usize) -> TensorId {
         let shape = self.tensor(x).shape.clone();
         let out = self.activation_like(name, shape, x);
-        self.op(OpCode::Rope, &[Some(x), Some(inv_freq)], out, &[heads as u32, head_dim as u32]);
+        self.op(op::rope::Params { heads, head_dim }, &[Some(x), Some(inv_freq)], out);
         out
     }
 
@@ -505,7 +491,7 @@ impl Graph {
     pub fn glu(&mut self, name: &str, x: TensorId, act: Activation) -> TensorId {
         let (rows, n) = (self.tensor(x).rows(), self.tensor(x).cols() / 2);
         let out = self.activation_like(name, vec![rows, n], x);
-        self.op(OpCode::Glu, &[Some(x)], out, &[n as u32, act.code()]);
+        self.op(op::glu::Params { n, act }, &[Some(x)], out);
         out
     }
 
@@ -524,7 +510,8 @@ impl Graph {
         dim: usize,
     ) -> TensorId {
         let out = self.activation(name, vec![(h / patch) * (wd / patch), dim]);
-        self.op(OpCode::PatchEmbed, &[Some(image), Some(w), bias], out, &[c, h, wd, patch, dim].map(|x| x as u32));
+        let params = op::patch_embed::Params { channels: c, height: h, width: wd, patch, dim };
+        self.op(params, &[Some(image), Some(w), bias], out);
         out
     }
 
@@ -532,21 +519,21 @@ impl Graph {
         let cols = self.tensor(b).cols();
         let rows = self.tensor(a).rows() + self.tensor(b).rows();
         let out = self.activation(name, vec![rows, cols]);
-        self.op(OpCode::ConcatRows, &[Some(a), Some(b)], out, &[]);
+        self.op(op::concat_rows::Params, &[Some(a), Some(b)], out);
         out
     }
 
     pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> TensorId {
         let shape = self.tensor(a).shape.clone();
         let out = self.activation_like(name, shape, a);
-        self.op(OpCode::Add, &[Some(a), Some(b)], out, &[]);
+        self.op(op::add::Params, &[Some(a), Some(b)], out);
         out
     }
 
     pub fn select_rows(&mut self, name: &str, x: TensorId, start: usize, count: usize) -> TensorId {
         let cols = self.tensor(x).cols();
         let out = self.activation(name, vec![count, cols]);
-        self.op(OpCode::SelectRows, &[Some(x)], out, &[start as u32, count as u32]);
+        self.op(op::select_rows::Params { start, count }, &[Some(x)], out);
         out
     }
 

@@ -21,11 +21,10 @@ compile_error!("the .mote format and the runtime's zero-copy weight views are li
 mod align;
 mod crc32;
 mod error;
-mod families;
 pub mod format;
 mod interpreter;
 mod model;
-mod ops;
+pub mod ops;
 pub mod sampler;
 #[cfg(test)]
 mod tests;

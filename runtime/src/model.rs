@@ -215,7 +215,7 @@ impl<'a> Model<'a> {
         model.validate_io()?;
         for i in 0..model.op_count() {
             let op = model.decode_op(i)?;
-            crate::families::check(i as u32, op.opcode)?;
+            ops::check_enabled(i as u32, op.opcode)?;
             ops::validate(&model, i as u32, &op)?;
             model.check_producers(i, &op)?;
         }
@@ -282,6 +282,22 @@ impl<'a> Model<'a> {
     /// rest of the record on a microcontroller).
     pub(crate) fn tensor_unnamed(&self, index: usize) -> Option<TensorInfo<'a>> {
         self.decode_tensor(index, false).ok()
+    }
+    /// Tensor `index` as the ops read it when they run: the record parsing validated,
+    /// read in place without checking it again (and without its name). Never panics;
+    /// `None` past the end.
+    pub(crate) fn tensor_view(&self, index: usize) -> Option<TensorInfo<'a>> {
+        let rec =
+            self.tensors.get(index.checked_mul(format::TENSOR_RECORD_BYTES)?..)?.get(..format::TENSOR_RECORD_BYTES)?;
+        let field = |off| u32_at(rec, off).unwrap_or(0);
+        let dtype = DType::from_code(rec[8])?;
+        let storage = Storage::from_code(rec[9])?;
+        let rank = rec[10].min(format::MAX_RANK as u8);
+        let dims = [field(12), field(16), field(20), field(24)];
+        let shape = Shape { rank, dims };
+        let bytes = dims[..rank as usize].iter().fold(dtype.size_bytes(), |b, &d| b.saturating_mul(d as usize));
+        let seq = rec[11] & format::TENSOR_SEQ != 0;
+        Some(TensorInfo { name: "", seq, dtype, storage, shape, offset: field(28) as usize, bytes })
     }
     /// Op `index` (None past the end).
     pub fn op(&self, index: usize) -> Option<OpRecord> {
