@@ -3,6 +3,8 @@
 //! (DWT), and the stack high-water mark. See `build.rs` for how the model is chosen.
 #![no_std]
 #![no_main]
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(all(feature = "qemu", feature = "defmt", not(feature = "qemu-defmt")))]
 compile_error!("on a QEMU board, enable defmt with the `qemu-defmt` feature (defmt over semihosting)");

@@ -9,6 +9,8 @@
 //! Kernels never index past a slice (they iterate with `chunks_exact`/`zip`), so a wrong
 //! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 // The fast paths: `core::simd`, the `f16` primitive (one VCVTB per weight on Arm) and
 // `core`'s fused multiply-add.
 #![cfg_attr(feature = "simd", feature(portable_simd, f16, core_float_math))]

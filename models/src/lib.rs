@@ -1,5 +1,6 @@
 //! Mote's converter: a Hugging Face checkpoint directory -> op graph (per-architecture
 //! recipe) -> memory plan -> `.mote` bytes; and a host runner for converted models.
+#![forbid(unsafe_code)]
 
 pub mod bert;
 mod blocks;

@@ -14,6 +14,8 @@
 //! [`Interpreter::new`]; [`Interpreter::invoke`] only uses offsets that were validated.
 #![cfg_attr(not(test), no_std)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Every unsafe block of Mote is in the kernels (SIMD, asm) and the firmware.
+#![forbid(unsafe_code)]
 
 #[cfg(target_endian = "big")]
 compile_error!("the .mote format and the runtime's zero-copy weight views are little-endian");
