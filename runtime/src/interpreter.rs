@@ -4,7 +4,7 @@ use crate::Result;
 use crate::error::Error;
 use crate::format::{self, DType, NONE, OpCode};
 use crate::model::{Model, TensorInfo};
-use crate::ops::{self, Run};
+use crate::ops::{self, OpParams, Run};
 
 /// Called around every op by [`Interpreter::invoke_profiled`] and
 /// [`Interpreter::step_profiled`], e.g. to read a cycle counter and charge the op's
@@ -205,7 +205,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let limit = (0..self.model.op_count())
             .filter_map(|i| self.model.op(i))
             .filter(|op| op.opcode == OpCode::Embedding && op.inputs[0] == id)
-            .map(|op| op.params[0] as i64)
+            .filter_map(|op| ops::embedding::Params::decode(&op.params).ok())
+            .map(|p| p.vocab as i64)
             .min()
             .unwrap_or(i64::from(i32::MAX));
         if let Some((index, &v)) = ids.iter().enumerate().find(|(_, v)| **v < 0 || i64::from(**v) >= limit) {

@@ -2,7 +2,7 @@
 
 use mote_kernels as k;
 
-use super::{Check, Exec, OpCode, OpParams, RawParams, elems, misaligned, mul, raw, u};
+use super::{Check, Exec, OpCode, OpParams, RawParams, elems, mul, raw, u};
 use crate::Result;
 use crate::format::{DType, Storage};
 use crate::model::TensorInfo;
@@ -37,11 +37,7 @@ pub(super) fn validate(c: &Check<'_, '_>, p: &Params, out: &TensorInfo<'_>) -> R
 
 pub(super) fn execute(e: Exec<'_, '_, '_>, p: &Params) -> Result<()> {
     let ids_t = e.tensor(0)?;
-    let ids: &[i32] = e
-        .frame
-        .bytes(&ids_t, elems(&ids_t, e.run.n))
-        .and_then(|b| bytemuck::try_cast_slice(b).ok())
-        .ok_or_else(misaligned)?;
+    let ids = e.frame.i32(&ids_t, elems(&ids_t, e.run.n))?;
     let rows = ids.iter().map(|&id| usize::try_from(id).unwrap_or(usize::MAX));
     k::embedding::ref_embedding(e.src(1)?, p.dim, rows, e.out);
     Ok(())

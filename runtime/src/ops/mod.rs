@@ -369,7 +369,6 @@ impl<'x> Frame<'x> {
     fn f32(&self, t: &TensorInfo<'_>, count: usize) -> Result<&'x [f32]> {
         self.bytes(t, count).and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or_else(misaligned)
     }
-    #[allow(dead_code)]
     fn i32(&self, t: &TensorInfo<'_>, count: usize) -> Result<&'x [i32]> {
         self.bytes(t, count).and_then(|b| bytemuck::try_cast_slice(b).ok()).ok_or_else(misaligned)
     }
@@ -470,7 +469,6 @@ impl<'x, 'a> Exec<'x, '_, 'a> {
         if self.c.op.inputs[slot] == NONE { Ok(None) } else { self.act(slot).map(Some) }
     }
     /// The persistent tensor in input `slot` (state the op updates), and the output.
-    #[cfg_attr(not(feature = "ssm"), allow(dead_code))]
     fn state_and_out(self, slot: usize) -> Result<(&'x mut [f32], &'x mut [f32])> {
         let st = self.tensor_id(self.c.op.inputs[slot])?;
         let state = self
