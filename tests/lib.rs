@@ -94,3 +94,31 @@ pub fn minilm_dir() -> PathBuf {
         }
     }
 }
+
+#[cfg(test)]
+mod manifest {
+    /// `autotests = false` (the crate root is `tests/` itself, so cargo's discovery does not
+    /// apply): every test file must be listed in Cargo.toml by hand, and this fails for one
+    /// that is not, naming it, instead of leaving it silently unrun.
+    #[test]
+    fn every_test_file_is_listed_in_cargo_toml() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("tests/Cargo.toml");
+        let listed: Vec<&str> = manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("path = \"").and_then(|p| p.strip_suffix('"')))
+            .collect();
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("tests/")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        files.sort();
+        assert!(files.len() > 5, "found only {files:?} in {}", dir.display());
+        let missing: Vec<&String> = files.iter().filter(|f| !listed.contains(&f.as_str())).collect();
+        assert!(
+            missing.is_empty(),
+            "test files not listed in tests/Cargo.toml (add a [[test]] with name and path): {missing:?}"
+        );
+    }
+}
