@@ -41,7 +41,10 @@ pub mod patch;
 pub mod rope;
 pub mod scan;
 pub mod table;
-// The `core::simd` kernels: not built for the Cortex-M4F / M7, which has its own plug.
+// The SIMD vocabulary and the `core::simd` kernels: not built for the Cortex-M4F / M7,
+// whose plug is scalar FPU code.
+#[cfg(all(feature = "simd", any(not(target_arch = "arm"), feature = "mve")))]
+mod portable;
 #[cfg(all(feature = "simd", any(not(target_arch = "arm"), feature = "mve")))]
 pub(crate) mod simd;
 #[cfg(feature = "simd")]

@@ -4,13 +4,17 @@
 //! - `x86_64`: AVX2 + FMA + F16C, and AVX-512F (chosen at run time with `std`).
 //! - `armv7em`: Cortex-M4F / M7, scalar FPU kernels. Plain Rust, so it is built and
 //!   tested on every host too.
-//! - `portable`: the `core::simd` kernels for other CPUs (Cortex-M55 with Helium, aarch64).
+//! - `mve`: Cortex-M55 / M85 (Helium), on top of `armv7em` and `crate::portable`.
+//! - `crate::portable`: the `core::simd` kernels for other CPUs (aarch64).
+//!
+//! The SIMD vocabulary they share is `crate::simd`; the scalar references are the op
+//! families' `ref_*` functions (`crate::matmul`, `crate::attention`, ...).
 
 pub(crate) mod armv7em;
 #[cfg(all(target_arch = "arm", feature = "mve"))]
 pub(crate) mod mve;
 #[cfg(all(not(target_arch = "x86_64"), any(not(target_arch = "arm"), feature = "mve")))]
-pub(crate) mod portable;
+use crate::portable;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_64;
 
@@ -43,7 +47,7 @@ static MVE: Kernels = {
     let mut k = mve::plug(portable::plug(Kernels::generic()));
     k.name = "Armv8.1-M MVE (Cortex-M55)";
     // The core::simd scan: 183 k instructions per mamba_a token against the FPU scan's 206 k.
-    k.selective_scan = crate::simd::scan::portable;
+    k.selective_scan = crate::portable::scan::portable;
     k
 };
 

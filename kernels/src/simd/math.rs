@@ -42,7 +42,7 @@ vector_math!(F32x8, LANES, super::fma, recip8);
 /// Sixteen-lane versions (AVX-512F), for code compiled with it.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod wide {
-    use super::super::gemm512::{F32x16, fma16};
+    use super::super::{F32x16, fma16};
     use super::Activation;
     use core::simd::Simd;
     use core::simd::prelude::*;
@@ -97,9 +97,9 @@ mod tests {
         }
         #[target_feature(enable = "avx512f,avx2,fma,f16c")]
         fn wexp(x: f32) -> f32 {
-            wide::exp(super::super::gemm512::F32x16::splat(x))[0]
+            wide::exp(super::super::F32x16::splat(x))[0]
         }
-        if !super::super::gemm512::available() {
+        if !crate::arch::x86_64::has_avx512f() {
             return;
         }
         for &x in &grid() {

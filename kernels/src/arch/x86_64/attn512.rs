@@ -15,11 +15,11 @@
 //! these cost more than the products in the streaming form. The scratch is fixed
 //! (`SCRATCH` f32 of scores on the stack); longer sequences take the streaming kernel.
 
-use super::F32x8;
 use super::gemm::pack;
-use super::gemm512::{F32x16, H, MR, NR, Panel, fma16, reduce_max16, reduce_sum16, tile};
-use super::max_lanes as max16;
+use super::gemm512::{H, MR, NR, Panel, tile};
 use crate::attention::AttentionShape;
+use crate::simd::max_lanes as max16;
+use crate::simd::{F32x8, F32x16, fma16, reduce_max16, reduce_sum16};
 use core::simd::prelude::*;
 
 /// f32 scores on the stack (64 KiB): a block of queries times the keys they see.
@@ -31,7 +31,7 @@ const KV_MAX: usize = SCRATCH / MR;
 /// Largest head_dim: one panel depth of the GEMM.
 const HD_MAX: usize = 128;
 
-/// Whether this path takes the shape (and [`super::gemm512::available`] holds, checked by
+/// Whether this path takes the shape (and [`super::avx512`] holds, checked by
 /// the caller): head_dim a multiple of 16, at most 128; at most `KV_MAX` keys.
 pub(crate) fn takes(s: &AttentionShape) -> bool {
     s.q_rows >= super::flash::MIN_Q
@@ -105,10 +105,10 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
         let mut sum = [F32x16::splat(0.0); 2];
         for (c, ch) in chunks.iter_mut().enumerate() {
             let e = if c < full {
-                super::math::wide::exp(fma16(F32x16::from_array(*ch), sc, nm))
+                crate::simd::math::wide::exp(fma16(F32x16::from_array(*ch), sc, nm))
             } else if c < any {
                 let x = visible(c).select(fma16(F32x16::from_array(*ch), sc, nm), ninf);
-                super::math::wide::exp(x)
+                crate::simd::math::wide::exp(x)
             } else {
                 F32x16::splat(0.0)
             };
@@ -138,7 +138,7 @@ fn softmax_row(row: &mut [f32], seen: usize, key_mask: Option<&[f32]>, scale: f3
         }
         let mut sum = F32x16::splat(0.0);
         for ch in chunks.iter_mut() {
-            let e = super::math::wide::exp(F32x16::from_array(*ch) - F32x16::splat(m));
+            let e = crate::simd::math::wide::exp(F32x16::from_array(*ch) - F32x16::splat(m));
             *ch = e.to_array();
             sum += e;
         }

@@ -9,7 +9,7 @@
 //! panel in L1 and x's rows of the block in L2; partial sums of later blocks are added
 //! to `out`.
 
-use super::{F32x8, LANES, Load, fma};
+use crate::simd::{F32x8, LANES, Load, fma};
 
 /// Rows of x per micro-tile.
 const MR: usize = 6;

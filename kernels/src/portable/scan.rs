@@ -3,9 +3,9 @@
 //! input in fused multiply-adds, and `C . h` reduced from the same registers. Same
 //! contract as `ref_selective_scan`; runs when `n` is a multiple of eight.
 
-use super::{F32x8, LANES, Load, fma, hsum};
 use crate::Src;
 use crate::activation::{silu, softplus};
+use crate::simd::{F32x8, LANES, Load, fma, hsum};
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -33,7 +33,7 @@ fn run<W: Load>(
             let mut y = F32x8::splat(0.0);
             let mut s = 0;
             while s < n {
-                let decay = super::math::exp(dv * W::load8(&a[s..s + LANES]));
+                let decay = crate::simd::math::exp(dv * W::load8(&a[s..s + LANES]));
                 let hv = fma(dx, F32x8::from_slice(&b[s..s + LANES]), decay * F32x8::from_slice(&h[s..s + LANES]));
                 h[s..s + LANES].copy_from_slice(hv.as_array());
                 y = fma(F32x8::from_slice(&c[s..s + LANES]), hv, y);

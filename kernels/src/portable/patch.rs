@@ -2,8 +2,8 @@
 //! group of 4 output channels, the image row segments of the patch (P contiguous pixels)
 //! are loaded once and multiplied into 4 weight segments, 8 lanes at a time.
 
-use super::{F32x8, LANES, Load, hsum};
 use crate::Src;
+use crate::simd::{F32x8, LANES, Load, hsum};
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -85,14 +85,14 @@ fn dispatch_w<const WIDE: bool>(
     dim: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if (LANES..=super::gemm::KC).contains(&p) && (h / p) * (w / p) >= super::gemm::MIN_M {
+    if (LANES..=crate::arch::x86_64::gemm::KC).contains(&p) && (h / p) * (w / p) >= crate::arch::x86_64::gemm::MIN_M {
         // As a GEMM over the patches, whose rows are runs of p pixels, contiguous in the
         // image (one per channel and pixel row of the patch); then the bias.
         let gw = w / p;
         let (m, k) = ((h / p) * gw, c * p * p);
         if WIDE {
             // Blocks of whole pixel rows of a patch (runs of p), up to the GEMM's depth.
-            let kb = super::gemm512::KC;
+            let kb = crate::arch::x86_64::gemm512::KC;
             let step = if p >= kb { kb } else { kb / p * p };
             // Patch i, columns k0 .. k0 + dst.len(): run by run, (channel, row) stepped
             // along without divisions.
@@ -114,8 +114,8 @@ fn dispatch_w<const WIDE: bool>(
                 }
             };
             match weight {
-                Src::F16(wt) => super::gemm512::gemm_gather(fill, step, wt, out, m, k, dim),
-                Src::F32(wt) => super::gemm512::gemm_gather(fill, step, wt, out, m, k, dim),
+                Src::F16(wt) => crate::arch::x86_64::gemm512::gemm_gather(fill, step, wt, out, m, k, dim),
+                Src::F32(wt) => crate::arch::x86_64::gemm512::gemm_gather(fill, step, wt, out, m, k, dim),
             }
         } else {
             // One k block per run.
@@ -124,11 +124,11 @@ fn dispatch_w<const WIDE: bool>(
                 &image[ch * h * w + (py * p + kh) * w + px * p..][..kc]
             };
             match weight {
-                Src::F16(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
-                Src::F32(wt) => super::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+                Src::F16(wt) => crate::arch::x86_64::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
+                Src::F32(wt) => crate::arch::x86_64::gemm::gemm_with(xrow, p, wt, out, m, k, dim),
             }
         }
-        super::matmul::epilogue::<WIDE>(bias, None, crate::activation::Activation::None, out, dim);
+        crate::simd::epilogue::<WIDE>(bias, None, crate::activation::Activation::None, out, dim);
         return;
     }
     match weight {
@@ -218,7 +218,7 @@ mod tests {
                 "avx2" => unsafe { super::avx2(&img, wt, bs, &mut got, c, h, w, p, dim) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: checked just before.
-                "avx512" if super::super::gemm512::available() => unsafe {
+                "avx512" if crate::arch::x86_64::has_avx512f() => unsafe {
                     super::avx512(&img, wt, bs, &mut got, c, h, w, p, dim)
                 },
                 _ => continue,

@@ -4,23 +4,9 @@
 //! and reused MR times, each x chunk reused NR times. Decode (m = 1) uses a 1 x 8 tile so
 //! eight weight rows stream from memory at once.
 
-use super::{F32x8, LANES, Load, hsum};
 use crate::Src;
 use crate::activation::Activation;
-
-/// Hints the cache to fetch the line holding `s[at]` (x86-64; a no-op elsewhere).
-#[inline(always)]
-pub(crate) fn prefetch<W>(s: &[W], at: usize, nta: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(v) = s.get(at) {
-        use core::arch::x86_64::{_MM_HINT_NTA, _MM_HINT_T0, _mm_prefetch};
-        let p = (v as *const W).cast::<i8>();
-        // SAFETY: a prefetch is only a hint; the address is inside `s`.
-        unsafe { if nta { _mm_prefetch::<_MM_HINT_NTA>(p) } else { _mm_prefetch::<_MM_HINT_T0>(p) } };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (s, at, nta);
-}
+use crate::simd::{F32x8, LANES, Load, epilogue, hsum, prefetch};
 
 /// Sums of one MR x NR tile over k: `acc[i][j] = Σ_k x[i0+i, k] * w[j0+j, k]`.
 /// `next[j]`: the weights read after row j (empty if none), prefetched in step (decode
@@ -57,7 +43,7 @@ fn tile<const MR: usize, const NR: usize, W: Load>(
         for i in 0..MR {
             let xv = F32x8::from_array(xc[i][c]);
             for j in 0..NR {
-                acc[i][j] = super::fma(xv, wv[j], acc[i][j]);
+                acc[i][j] = crate::simd::fma(xv, wv[j], acc[i][j]);
             }
         }
     }
@@ -162,7 +148,7 @@ fn matvec<const WIDE: bool, W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usi
     if core::mem::size_of_val(w) < STREAMS_FROM_BYTES || k * core::mem::size_of::<W>() > 2048 {
         #[cfg(target_arch = "x86_64")]
         if WIDE {
-            return super::gemm512::matvec_rows(x, w, out, k, n);
+            return crate::arch::x86_64::gemm512::matvec_rows(x, w, out, k, n);
         }
         return run::<1, 8, W>(x, k, w, out, 1, k, n);
     }
@@ -179,7 +165,7 @@ fn matvec<const WIDE: bool, W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usi
         let next = core::array::from_fn(|t| if j + R < seg { row(at(t) + R) } else { &[] });
         #[cfg(target_arch = "x86_64")]
         let s = if WIDE {
-            super::gemm512::dot_rows::<{ S * R }, W>(x, rows, next, k, nta)
+            crate::arch::x86_64::gemm512::dot_rows::<{ S * R }, W>(x, rows, next, k, nta)
         } else {
             tile::<1, { S * R }, W>([x], rows, next, k, nta)[0]
         };
@@ -194,55 +180,9 @@ fn matvec<const WIDE: bool, W: Load>(x: &[f32], w: &[W], out: &mut [f32], k: usi
     if done < n {
         #[cfg(target_arch = "x86_64")]
         if WIDE {
-            return super::gemm512::matvec_rows(x, &w[done * k..], &mut out[done..], k, n - done);
+            return crate::arch::x86_64::gemm512::matvec_rows(x, &w[done * k..], &mut out[done..], k, n - done);
         }
         run::<1, 8, W>(x, k, &w[done * k..], &mut out[done..], 1, k, n - done);
-    }
-}
-
-/// The epilogue per row, in the reference's order: + bias, activation, + residual.
-/// `WIDE`: the activation runs on sixteen lanes (the caller is compiled with AVX-512F).
-#[inline(always)]
-pub(crate) fn epilogue<const WIDE: bool>(
-    bias: Option<Src<'_>>,
-    residual: Option<&[f32]>,
-    act: Activation,
-    out: &mut [f32],
-    n: usize,
-) {
-    for (r, row) in out.chunks_exact_mut(n).enumerate() {
-        match bias {
-            Some(Src::F32(b)) => add_into(row, b),
-            Some(Src::F16(b)) => add_into(row, b),
-            None => {}
-        }
-        #[cfg(target_arch = "x86_64")]
-        if WIDE {
-            super::math::wide::activation_inplace(row, act);
-        } else {
-            super::math::activation_inplace(row, act);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        super::math::activation_inplace(row, act);
-        if let Some(res) = residual {
-            add_into(row, &res[r * n..(r + 1) * n]);
-        }
-    }
-}
-
-/// `row[i] += b[i]`, eight at a time (f16 widened by the vector conversion).
-#[inline(always)]
-pub(crate) fn add_into<W: Load>(row: &mut [f32], b: &[W]) {
-    let n = row.len().min(b.len());
-    let nv = n - n % LANES;
-    let mut i = 0;
-    while i < nv {
-        let v = F32x8::from_slice(&row[i..i + LANES]) + W::load8(&b[i..i + LANES]);
-        row[i..i + LANES].copy_from_slice(v.as_array());
-        i += LANES;
-    }
-    for (o, v) in row[nv..n].iter_mut().zip(&b[nv..n]) {
-        *o += v.to_f32();
     }
 }
 
@@ -265,14 +205,14 @@ fn dispatch_w<const WIDE: bool>(
         (Src::F16(w), 1) => matvec::<WIDE, _>(&x[..k], w, out, k, n),
         (Src::F32(w), 1) => matvec::<WIDE, _>(&x[..k], w, out, k, n),
         #[cfg(target_arch = "x86_64")]
-        (w, m) if WIDE && m >= super::gemm::MIN_M => {
+        (w, m) if WIDE && m >= crate::arch::x86_64::gemm::MIN_M => {
             // The AVX-512 GEMM starts its sums from the bias and adds the residual as it
             // writes the last block when no activation comes between; the rest follows.
             let plain = act == Activation::None;
-            let fused = super::gemm512::Fused { bias, residual: residual.filter(|_| plain) };
+            let fused = crate::arch::x86_64::gemm512::Fused { bias, residual: residual.filter(|_| plain) };
             match w {
-                Src::F16(w) => super::gemm512::gemm(x, xs, w, out, m, k, n, fused),
-                Src::F32(w) => super::gemm512::gemm(x, xs, w, out, m, k, n, fused),
+                Src::F16(w) => crate::arch::x86_64::gemm512::gemm(x, xs, w, out, m, k, n, fused),
+                Src::F32(w) => crate::arch::x86_64::gemm512::gemm(x, xs, w, out, m, k, n, fused),
             }
             if !plain {
                 epilogue::<WIDE>(None, residual, act, out, n);
@@ -280,9 +220,13 @@ fn dispatch_w<const WIDE: bool>(
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        (Src::F16(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
+        (Src::F16(w), m) if m >= crate::arch::x86_64::gemm::MIN_M => {
+            crate::arch::x86_64::gemm::gemm(x, xs, w, out, m, k, n)
+        }
         #[cfg(target_arch = "x86_64")]
-        (Src::F32(w), m) if m >= super::gemm::MIN_M => super::gemm::gemm(x, xs, w, out, m, k, n),
+        (Src::F32(w), m) if m >= crate::arch::x86_64::gemm::MIN_M => {
+            crate::arch::x86_64::gemm::gemm(x, xs, w, out, m, k, n)
+        }
         (Src::F16(w), _) => run::<4, 3, _>(x, xs, w, out, m, k, n),
         (Src::F32(w), _) => run::<4, 3, _>(x, xs, w, out, m, k, n),
     }
@@ -399,7 +343,7 @@ mod tests {
                 "avx2" => unsafe { super::avx2(&x, xs, w, b, r, act, &mut got, m, k, n) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: checked just before.
-                "avx512" if super::super::gemm512::available() => unsafe {
+                "avx512" if crate::arch::x86_64::has_avx512f() => unsafe {
                     super::avx512(&x, xs, w, b, r, act, &mut got, m, k, n)
                 },
                 _ => continue,

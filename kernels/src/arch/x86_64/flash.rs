@@ -11,8 +11,8 @@
 //!
 //! Scratch is O(KB * head_dim + QCHUNK), independent of the sequence length.
 
-use super::{F32x8, LANES, fma};
 use crate::attention::AttentionShape;
+use crate::simd::{F32x8, LANES, fma};
 use core::simd::prelude::*;
 
 /// Queries per micro-tile.
@@ -95,16 +95,17 @@ fn tile<const R: usize>(
             let ok = (lane + Simd::splat((half * LANES) as i32)).simd_lt(Simd::splat(seen as i32)) & pad_ok[half];
             sc[half] = ok.select(acc[r][half] * scale, ninf);
         }
-        let bm = super::hmax(sc[0].simd_max(sc[1]));
+        let bm = crate::simd::hmax(sc[0].simd_max(sc[1]));
         if bm == f32::NEG_INFINITY {
             continue; // nothing visible in this block
         }
         live[r] = true;
         let m_old = rows.m[r0 + r];
         let m_new = m_old.max(bm);
-        let e = [super::math::exp(sc[0] - F32x8::splat(m_new)), super::math::exp(sc[1] - F32x8::splat(m_new))];
+        let e =
+            [crate::simd::math::exp(sc[0] - F32x8::splat(m_new)), crate::simd::math::exp(sc[1] - F32x8::splat(m_new))];
         let rescale = crate::math::expf(m_old - m_new); // 0 while m_old is -inf
-        rows.l[r0 + r] = rows.l[r0 + r] * rescale + super::hsum(e[0] + e[1]);
+        rows.l[r0 + r] = rows.l[r0 + r] * rescale + crate::simd::hsum(e[0] + e[1]);
         rows.m[r0 + r] = m_new;
         p[r] = e;
         resc[r] = rescale;

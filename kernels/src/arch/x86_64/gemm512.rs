@@ -9,11 +9,8 @@
 //! 1536 columns) without edges.
 
 use super::gemm::pack;
-use super::{F32x8, Load};
 use crate::Src;
-use core::simd::Simd;
-
-pub(crate) type F32x16 = Simd<f32, 16>;
+use crate::simd::{F32x8, F32x16, Load, fma16, reduce_sum16};
 
 /// Rows of x per micro-tile.
 pub(crate) const MR: usize = 8;
@@ -25,53 +22,6 @@ pub(crate) const NR: usize = 8 * H;
 /// block; measured 4% faster than 128 over ViT-Tiny's matmuls on Zen 5 (48 KiB L1)
 /// (`cargo run --release -p mote-kernels --features std --example vit_matmuls`).
 pub(crate) const KC: usize = 192;
-
-/// Whether this CPU runs the AVX-512 GEMM (AVX-512F on top of what [`super::available`]
-/// checks). Cached after the first call.
-pub(crate) fn available() -> bool {
-    #[cfg(any(test, feature = "std"))]
-    {
-        use std::sync::atomic::{AtomicU8, Ordering};
-        static CACHE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
-        match CACHE.load(Ordering::Relaxed) {
-            2 => true,
-            1 => false,
-            _ => {
-                let ok = std::is_x86_feature_detected!("avx512f") && super::available();
-                CACHE.store(if ok { 2 } else { 1 }, Ordering::Relaxed);
-                ok
-            }
-        }
-    }
-    #[cfg(not(any(test, feature = "std")))]
-    {
-        cfg!(target_feature = "avx512f") && super::available()
-    }
-}
-
-/// `a * b + c` on sixteen lanes, one fused instruction.
-#[inline(always)]
-pub(crate) fn fma16(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
-    use core::arch::x86_64::_mm512_fmadd_ps;
-    // SAFETY: only reached from functions compiled with AVX-512F, after `available()`
-    // confirmed the CPU has it; the operation touches no memory.
-    F32x16::from(unsafe { _mm512_fmadd_ps(a.into(), b.into(), c.into()) })
-}
-
-/// Maximum of the lanes by halving (for inputs without NaN), as [`super::hmax`].
-#[inline(always)]
-pub(crate) fn reduce_max16(v: F32x16) -> f32 {
-    use core::simd::simd_swizzle;
-    let (lo, hi) = (simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]), simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]));
-    super::hmax(super::max_lanes(lo, hi))
-}
-
-/// Sum of the lanes by halving, as [`super::hsum`].
-#[inline(always)]
-pub(crate) fn reduce_sum16(v: F32x16) -> f32 {
-    use core::simd::simd_swizzle;
-    super::hsum(simd_swizzle!(v, [0, 1, 2, 3, 4, 5, 6, 7]) + simd_swizzle!(v, [8, 9, 10, 11, 12, 13, 14, 15]))
-}
 
 /// A panel row of 48 f32 as three 16-lane vectors.
 #[inline(always)]
@@ -193,7 +143,7 @@ fn prefetch_next<W: Load>(w: &[W], k: usize, n: usize, j0: usize, k0: usize, kc:
         for j in pj..(pj + NR).min(n) {
             let mut t = 0;
             while t < step.min(k - pk) {
-                super::matmul::prefetch(w, j * k + pk + t, false);
+                crate::simd::prefetch(w, j * k + pk + t, false);
                 t += per_line;
             }
         }
@@ -360,7 +310,7 @@ pub(crate) fn dot_rows<const NR: usize, W: Load>(
         let kk = c * L;
         if short_rows && kk.is_multiple_of(per_line) {
             for nx in next {
-                super::matmul::prefetch(nx, kk, nta);
+                crate::simd::prefetch(nx, kk, nta);
             }
         }
         let xv = F32x16::from_array(*xv);

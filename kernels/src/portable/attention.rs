@@ -7,9 +7,9 @@
 use core::simd::prelude::*;
 use core::simd::{Mask, Simd};
 
-use super::{F32x8, LANES};
 use crate::attention::AttentionShape;
 use crate::math::expf;
+use crate::simd::{F32x8, LANES};
 
 const BLOCK: usize = 32;
 
@@ -92,7 +92,7 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
                         let keep: [bool; LANES] = core::array::from_fn(|t| t < n8 && mk[start + t] != 0.0);
                         v = Mask::<i32, LANES>::from_array(keep).select(v, F32x8::splat(f32::NEG_INFINITY));
                     }
-                    block_max = block_max.max(super::hmax(v));
+                    block_max = block_max.max(crate::simd::hmax(v));
                     chunk.copy_from_slice(v.as_array());
                 }
                 if block_max > f32::NEG_INFINITY {
@@ -102,7 +102,7 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
                     // Probabilities of the block, 8 at a time (masked keys: exp(-inf) = 0).
                     let mut probs = [0f32; BLOCK];
                     for (pc, sc) in probs.chunks_exact_mut(LANES).zip(scores.chunks_exact(LANES)) {
-                        let e = super::math::exp(F32x8::from_slice(sc) - F32x8::splat(new_m));
+                        let e = crate::simd::math::exp(F32x8::from_slice(sc) - F32x8::splat(new_m));
                         pc.copy_from_slice(e.as_array());
                     }
                     let mut first = true;
@@ -130,8 +130,8 @@ fn run(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    if super::flash::takes(s) {
-        return super::flash::flash(q, k, v, key_mask, out, s);
+    if crate::arch::x86_64::flash::takes(s) {
+        return crate::arch::x86_64::flash::flash(q, k, v, key_mask, out, s);
     }
     run(q, k, v, key_mask, out, s)
 }
@@ -139,11 +139,11 @@ pub(crate) fn avx2(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, ou
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 pub(crate) fn avx512(q: &[f32], k: &[f32], v: &[f32], key_mask: Option<&[f32]>, out: &mut [f32], s: &AttentionShape) {
-    if super::attn512::takes(s) {
-        return super::attn512::attention(q, k, v, key_mask, out, s);
+    if crate::arch::x86_64::attn512::takes(s) {
+        return crate::arch::x86_64::attn512::attention(q, k, v, key_mask, out, s);
     }
-    if super::flash::takes(s) {
-        return super::flash::flash(q, k, v, key_mask, out, s);
+    if crate::arch::x86_64::flash::takes(s) {
+        return crate::arch::x86_64::flash::flash(q, k, v, key_mask, out, s);
     }
     run(q, k, v, key_mask, out, s)
 }
@@ -213,7 +213,7 @@ mod tests {
                 "avx2" => unsafe { super::avx2(&q, &k, &v, m, &mut got, &s) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: checked just before.
-                "avx512" if super::super::gemm512::available() => unsafe { super::avx512(&q, &k, &v, m, &mut got, &s) },
+                "avx512" if crate::arch::x86_64::has_avx512f() => unsafe { super::avx512(&q, &k, &v, m, &mut got, &s) },
                 _ => continue,
             }
             // Scores summed in another order (and without fused multiply-adds on Arm) differ

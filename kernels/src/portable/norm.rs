@@ -1,8 +1,8 @@
 //! SIMD LayerNorm and RMSNorm: the same two-pass formulas as the references (mean, then
 //! variance), with the sums and the scaling vectorised over the row.
 
-use super::{F32x8, LANES, Load, hsum};
 use crate::Src;
+use crate::simd::{F32x8, LANES, Load, hsum};
 
 /// Σ f(x) over the row: four independent vector sums (a single one would wait on the
 /// add latency at every step), then the tail.
@@ -38,8 +38,8 @@ fn scale_row<G: Load>(x: &[f32], shift: f32, inv: f32, gamma: &[G], beta: Option
         out[t] = (x[t] - shift) * inv * gamma[t].to_f32();
     }
     match beta {
-        Some(Src::F32(b)) => super::matmul::add_into(out, b),
-        Some(Src::F16(b)) => super::matmul::add_into(out, b),
+        Some(Src::F32(b)) => crate::simd::add_into(out, b),
+        Some(Src::F16(b)) => crate::simd::add_into(out, b),
         None => {}
     }
 }
