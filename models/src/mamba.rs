@@ -16,6 +16,7 @@
 use mote_runtime::{Activation, DType};
 use serde_json::Value;
 
+use crate::blocks::{self, Head};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -51,11 +52,10 @@ impl MambaConfig {
             Some(Value::String(s)) if s == "auto" => hidden.div_ceil(16),
             Some(_) => config::usize_req(cfg, "time_step_rank")?,
         };
-        let act = config::str_or(cfg, "hidden_act", "silu")?;
-        if act != "silu" {
+        if config::activation(cfg, "hidden_act", "silu")? != Activation::Silu {
             return Err(Error::Unsupported {
                 key: "hidden_act".into(),
-                value: act.into(),
+                value: config::str_or(cfg, "hidden_act", "silu")?.into(),
                 why: "Mamba runs with silu".into(),
             });
         }
@@ -157,9 +157,24 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     }
     let gamma = g.vector(ckpt, "backbone.norm_f.weight", &[d])?;
     let nf = g.rms_norm("backbone.norm_f", x, gamma, c.eps);
-    let head = if c.tied { table } else { g.matrix(ckpt, "lm_head.weight", &[c.vocab, d])? };
-    let logits = g.matmul("logits", nf, head, None, None, Activation::None);
-    g.reshape(logits, vec![1, g.max_tokens, c.vocab]);
-    g.output(logits, "logits");
-    Ok(())
+    let head = if c.tied { Head::Tied } else { Head::Untied("lm_head.weight") };
+    blocks::lm_head(g, ckpt, head, nf, table, c.vocab, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn hidden_act_is_silu_or_its_alias() {
+        for ok in [json!({}), json!({ "hidden_act": "silu" }), json!({ "hidden_act": "swish" })] {
+            MambaConfig::from_json(&ok).unwrap();
+        }
+        let e = MambaConfig::from_json(&json!({ "hidden_act": "gelu" })).unwrap_err().to_string();
+        assert!(e.contains("hidden_act") && e.contains("gelu") && e.contains("silu"), "{e}");
+        let e = MambaConfig::from_json(&json!({ "hidden_act": "mish" })).unwrap_err().to_string();
+        assert!(e.contains("hidden_act") && e.contains("mish") && e.contains("supported: gelu"), "{e}");
+    }
 }
