@@ -93,13 +93,8 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     let mut x = blocks::layer_norm(g, ckpt, &format!("{p}embeddings.LayerNorm"), e, d, c.eps)?;
     for i in 0..c.layers {
         let l = format!("{p}encoder.layer.{i}");
-        let names = AttentionNames {
-            qkv: ["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}.weight")),
-            qkv_bias: Some(["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}.bias"))),
-            out: format!("{l}.attention.output.dense.weight"),
-            out_bias: Some(format!("{l}.attention.output.dense.bias")),
-            ..Default::default()
-        };
+        let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}"));
+        let names = AttentionNames::linear(qkv, true, &format!("{l}.attention.output.dense"), true);
         let opts = AttentionOpts {
             heads: c.heads,
             kv_heads: c.heads,

@@ -22,6 +22,20 @@ pub struct AttentionNames {
     pub out_transposed: bool,
 }
 
+impl AttentionNames {
+    /// Separate query, key, value and output `nn.Linear` layers: `{qkv[i]}.weight` and
+    /// `{out}.weight`, with `.bias` beside them when `qkv_bias` / `out_bias`.
+    pub fn linear(qkv: [String; 3], qkv_bias: bool, out: &str, out_bias: bool) -> Self {
+        AttentionNames {
+            qkv_bias: qkv_bias.then(|| qkv.clone().map(|n| format!("{n}.bias"))),
+            qkv: qkv.map(|n| format!("{n}.weight")),
+            out: format!("{out}.weight"),
+            out_bias: out_bias.then(|| format!("{out}.bias")),
+            ..Default::default()
+        }
+    }
+}
+
 /// How a self-attention block attends.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AttentionOpts {
@@ -144,6 +158,12 @@ pub fn layer_norm(g: &mut Graph, ckpt: &Checkpoint, name: &str, x: TensorId, dim
     let gamma = g.vector(ckpt, &format!("{name}.{w}"), &[dim])?;
     let beta = g.vector(ckpt, &format!("{name}.{b}"), &[dim])?;
     Ok(g.layer_norm(name, x, gamma, Some(beta), eps))
+}
+
+/// RMSNorm with its weight from the checkpoint (`{name}.weight`).
+pub fn rms_norm(g: &mut Graph, ckpt: &Checkpoint, name: &str, x: TensorId, dim: usize, eps: f32) -> Result<TensorId> {
+    let gamma = g.vector(ckpt, &format!("{name}.weight"), &[dim])?;
+    Ok(g.rms_norm(name, x, gamma, eps))
 }
 
 /// A gated (SwiGLU) MLP: its checkpoint layers, sizes and activation.
@@ -278,6 +298,17 @@ mod tests {
         let mut g = Graph::new("Test", "{}".into(), WeightDType::F32);
         g.max_tokens = 2;
         g
+    }
+
+    #[test]
+    fn attention_names_of_linear_layers() {
+        let n = AttentionNames::linear(["a.q", "a.k", "a.v"].map(String::from), true, "a.o", false);
+        assert_eq!(n.qkv, ["a.q.weight", "a.k.weight", "a.v.weight"]);
+        assert_eq!(n.qkv_bias, Some(["a.q.bias", "a.k.bias", "a.v.bias"].map(String::from)));
+        assert_eq!((n.out.as_str(), n.out_bias), ("a.o.weight", None));
+        assert!(n.fused.is_none() && !n.out_transposed);
+        let n = AttentionNames::linear(["q", "k", "v"].map(String::from), false, "o", true);
+        assert_eq!((n.qkv_bias, n.out_bias.as_deref()), (None, Some("o.bias")));
     }
 
     #[test]

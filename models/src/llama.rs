@@ -122,16 +122,9 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     )?;
     for i in 0..c.layers {
         let l = format!("model.layers.{i}");
-        let gamma = g.vector(ckpt, &format!("{l}.input_layernorm.weight"), &[d])?;
-        let a = g.rms_norm(&format!("{l}.input_layernorm"), x, gamma, c.eps);
-        let proj = |n: &str, kind: &str| format!("{l}.self_attn.{n}_proj.{kind}");
-        let names = AttentionNames {
-            qkv: ["q", "k", "v"].map(|n| proj(n, "weight")),
-            qkv_bias: c.attention_bias.then(|| ["q", "k", "v"].map(|n| proj(n, "bias"))),
-            out: proj("o", "weight"),
-            out_bias: c.attention_bias.then(|| proj("o", "bias")),
-            ..Default::default()
-        };
+        let a = blocks::rms_norm(g, ckpt, &format!("{l}.input_layernorm"), x, d, c.eps)?;
+        let qkv = ["q", "k", "v"].map(|n| format!("{l}.self_attn.{n}_proj"));
+        let names = AttentionNames::linear(qkv, c.attention_bias, &format!("{l}.self_attn.o_proj"), c.attention_bias);
         // k_cache, v_cache: [max_context, kv_heads * head_dim]
         let k_cache = g.persistent(&format!("{l}.self_attn.k_cache"), vec![g.max_context, kv_dim]);
         let v_cache = g.persistent(&format!("{l}.self_attn.v_cache"), vec![g.max_context, kv_dim]);
@@ -145,8 +138,7 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
             mask: None,
         };
         let h = blocks::self_attention(g, ckpt, &format!("{l}.self_attn"), &names, a, x, d, &opts)?;
-        let gamma = g.vector(ckpt, &format!("{l}.post_attention_layernorm.weight"), &[d])?;
-        let b = g.rms_norm(&format!("{l}.post_attention_layernorm"), h, gamma, c.eps);
+        let b = blocks::rms_norm(g, ckpt, &format!("{l}.post_attention_layernorm"), h, d, c.eps)?;
         let mlp = GatedMlp {
             gate: format!("{l}.mlp.gate_proj"),
             up: format!("{l}.mlp.up_proj"),
@@ -158,8 +150,7 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
         };
         x = blocks::gated_mlp(g, ckpt, &format!("{l}.mlp"), &mlp, b, h)?;
     }
-    let gamma = g.vector(ckpt, "model.norm.weight", &[d])?;
-    let n = g.rms_norm("model.norm", x, gamma, c.eps);
+    let n = blocks::rms_norm(g, ckpt, "model.norm", x, d, c.eps)?;
     let head = if c.tied { Head::Tied } else { Head::Untied("lm_head.weight") };
     blocks::lm_head(g, ckpt, head, n, table, c.vocab, d)
 }

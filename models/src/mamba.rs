@@ -100,8 +100,7 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     for i in 0..c.layers {
         let l = format!("backbone.layers.{i}");
         let m = format!("{l}.mixer");
-        let gamma = g.vector(ckpt, &format!("{l}.norm.weight"), &[d])?;
-        let h = g.rms_norm(&format!("{l}.norm"), x, gamma, c.eps);
+        let h = blocks::rms_norm(g, ckpt, &format!("{l}.norm"), x, d, c.eps)?;
         // in_proj [2e, d] -> x part (rows 0..e) and gate z (rows e..2e).
         let in_w = format!("{m}.in_proj.weight");
         let (w_x, w_z) =
@@ -155,8 +154,7 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
         let b_out = g.opt_vector(ckpt, &format!("{m}.out_proj.bias"), &[d], c.use_bias)?;
         x = g.matmul(&format!("{m}.out_proj"), y, w_out, b_out, Some(x), Activation::None);
     }
-    let gamma = g.vector(ckpt, "backbone.norm_f.weight", &[d])?;
-    let nf = g.rms_norm("backbone.norm_f", x, gamma, c.eps);
+    let nf = blocks::rms_norm(g, ckpt, "backbone.norm_f", x, d, c.eps)?;
     let head = if c.tied { Head::Tied } else { Head::Untied("lm_head.weight") };
     blocks::lm_head(g, ckpt, head, nf, table, c.vocab, d)
 }

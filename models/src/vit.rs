@@ -140,16 +140,8 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint, classify: bool) -> Result<()> {
     for i in 0..c.layers {
         let l = format!("{p}encoder.layer.{i}");
         let a = blocks::layer_norm(g, ckpt, &format!("{l}.layernorm_before"), x, d, c.eps)?;
-        let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}.weight"));
-        let names = AttentionNames {
-            qkv,
-            qkv_bias: c
-                .qkv_bias
-                .then(|| ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}.bias"))),
-            out: format!("{l}.attention.output.dense.weight"),
-            out_bias: Some(format!("{l}.attention.output.dense.bias")),
-            ..Default::default()
-        };
+        let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}"));
+        let names = AttentionNames::linear(qkv, c.qkv_bias, &format!("{l}.attention.output.dense"), true);
         let opts = AttentionOpts { heads: c.heads, kv_heads: c.heads, head_dim: d / c.heads, ..Default::default() };
         let h = blocks::self_attention(g, ckpt, &format!("{l}.attention"), &names, a, x, d, &opts)?;
         let b = blocks::layer_norm(g, ckpt, &format!("{l}.layernorm_after"), h, d, c.eps)?;
