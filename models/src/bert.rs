@@ -12,7 +12,7 @@
 use mote_runtime::Activation;
 use serde_json::Value;
 
-use crate::blocks::{self, AttentionNames, AttentionOpts};
+use crate::blocks::{self, AttentionNames, AttentionOpts, Mlp};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -36,12 +36,7 @@ impl BertConfig {
     pub fn from_json(cfg: &Value) -> Result<Self> {
         let hidden = config::usize_or(cfg, "hidden_size", 768)?;
         let heads = config::usize_or(cfg, "num_attention_heads", 12)?;
-        if hidden % heads != 0 {
-            return Err(Error::Config {
-                key: "num_attention_heads".into(),
-                msg: format!("{heads} does not divide hidden_size {hidden}"),
-            });
-        }
+        config::head_dim(hidden, "hidden_size", heads, "num_attention_heads")?;
         let pe = config::str_or(cfg, "position_embedding_type", "absolute")?;
         if pe != "absolute" {
             return Err(Error::Unsupported {
@@ -57,12 +52,7 @@ impl BertConfig {
                 why: "BertModel is run as an encoder".into(),
             });
         }
-        let act_name = config::str_or(cfg, "hidden_act", "gelu")?;
-        let act = blocks::activation(act_name).ok_or_else(|| Error::Unsupported {
-            key: "hidden_act".into(),
-            value: act_name.into(),
-            why: "supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, tanh".into(),
-        })?;
+        let act = config::activation(cfg, "hidden_act", "gelu")?;
         Ok(BertConfig {
             vocab: config::usize_or(cfg, "vocab_size", 30522)?,
             hidden,
@@ -103,13 +93,8 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     let mut x = blocks::layer_norm(g, ckpt, &format!("{p}embeddings.LayerNorm"), e, d, c.eps)?;
     for i in 0..c.layers {
         let l = format!("{p}encoder.layer.{i}");
-        let names = AttentionNames {
-            qkv: ["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}.weight")),
-            qkv_bias: Some(["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}.bias"))),
-            out: format!("{l}.attention.output.dense.weight"),
-            out_bias: Some(format!("{l}.attention.output.dense.bias")),
-            ..Default::default()
-        };
+        let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}"));
+        let names = AttentionNames::linear(qkv, true, &format!("{l}.attention.output.dense"), true);
         let opts = AttentionOpts {
             heads: c.heads,
             kv_heads: c.heads,
@@ -119,31 +104,19 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
         };
         let a = blocks::self_attention(g, ckpt, &format!("{l}.attention"), &names, x, x, d, &opts)?;
         let h = blocks::layer_norm(g, ckpt, &format!("{l}.attention.output.LayerNorm"), a, d, c.eps)?;
-        let (up, up_b) = (format!("{l}.intermediate.dense.weight"), format!("{l}.intermediate.dense.bias"));
-        let (down, down_b) = (format!("{l}.output.dense.weight"), format!("{l}.output.dense.bias"));
-        let o = blocks::mlp(
-            g,
-            ckpt,
-            &l,
-            (&up, Some(&up_b)),
-            (&down, Some(&down_b)),
-            h,
-            h,
-            d,
-            c.intermediate,
-            c.act,
-            false,
-        )?;
+        let mlp = Mlp {
+            up: format!("{l}.intermediate.dense"),
+            down: format!("{l}.output.dense"),
+            bias: true,
+            hidden: d,
+            inner: c.intermediate,
+            act: c.act,
+            transposed: false,
+        };
+        let o = blocks::mlp(g, ckpt, &l, &mlp, h, h)?;
         x = blocks::layer_norm(g, ckpt, &format!("{l}.output.LayerNorm"), o, d, c.eps)?;
     }
     g.reshape(x, vec![1, g.max_tokens, d]);
     g.output(x, "last_hidden_state");
-    if ckpt.has(&format!("{p}pooler.dense.weight")) {
-        let cls = g.select_rows("pooler.cls", x, 0, 1);
-        let w = g.matrix(ckpt, &format!("{p}pooler.dense.weight"), &[d, d])?;
-        let b = g.vector(ckpt, &format!("{p}pooler.dense.bias"), &[d])?;
-        let pooled = g.matmul("pooler_output", cls, w, Some(b), None, Activation::Tanh);
-        g.output(pooled, "pooler_output");
-    }
-    Ok(())
+    blocks::pooler(g, ckpt, p, x, d)
 }

@@ -12,7 +12,7 @@
 use mote_runtime::Activation;
 use serde_json::Value;
 
-use crate::blocks::{self, AttentionNames, AttentionOpts};
+use crate::blocks::{self, AttentionNames, AttentionOpts, Head, Mlp};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -36,18 +36,8 @@ impl Gpt2Config {
     pub fn from_json(cfg: &Value) -> Result<Self> {
         let hidden = config::usize_or(cfg, "n_embd", 768)?;
         let heads = config::usize_or(cfg, "n_head", 12)?;
-        if hidden % heads != 0 {
-            return Err(Error::Config {
-                key: "n_head".into(),
-                msg: format!("{heads} does not divide n_embd {hidden}"),
-            });
-        }
-        let act_name = config::str_or(cfg, "activation_function", "gelu_new")?;
-        let act = blocks::activation(act_name).ok_or_else(|| Error::Unsupported {
-            key: "activation_function".into(),
-            value: act_name.into(),
-            why: "supported: gelu_new, gelu, gelu_pytorch_tanh, gelu_fast, relu, silu, tanh".into(),
-        })?;
+        config::head_dim(hidden, "n_embd", heads, "n_head")?;
+        let act = config::activation(cfg, "activation_function", "gelu_new")?;
         for key in ["scale_attn_by_inverse_layer_idx", "add_cross_attention"] {
             if config::bool_or(cfg, key, false)? {
                 return Err(Error::Unsupported { key: key.into(), value: "true".into(), why: "not supported".into() });
@@ -116,27 +106,18 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
         };
         let h = blocks::self_attention(g, ckpt, &format!("{l}.attn"), &names, a, x, d, &opts)?;
         let b = blocks::layer_norm(g, ckpt, &format!("{l}.ln_2"), h, d, c.eps)?;
-        let (fc, fc_b) = (format!("{l}.mlp.c_fc.weight"), format!("{l}.mlp.c_fc.bias"));
-        let (pr, pr_b) = (format!("{l}.mlp.c_proj.weight"), format!("{l}.mlp.c_proj.bias"));
-        x = blocks::mlp(
-            g,
-            ckpt,
-            &format!("{l}.mlp"),
-            (&fc, Some(&fc_b)),
-            (&pr, Some(&pr_b)),
-            b,
-            h,
-            d,
-            c.inner,
-            c.act,
-            true,
-        )?;
+        let mlp = Mlp {
+            up: format!("{l}.mlp.c_fc"),
+            down: format!("{l}.mlp.c_proj"),
+            bias: true,
+            hidden: d,
+            inner: c.inner,
+            act: c.act,
+            transposed: true,
+        };
+        x = blocks::mlp(g, ckpt, &format!("{l}.mlp"), &mlp, b, h)?;
     }
     let n = blocks::layer_norm(g, ckpt, &format!("{p}ln_f"), x, d, c.eps)?;
-    let head =
-        if !c.tied && ckpt.has("lm_head.weight") { g.matrix(ckpt, "lm_head.weight", &[c.vocab, d])? } else { wte };
-    let logits = g.matmul("logits", n, head, None, None, Activation::None);
-    g.reshape(logits, vec![1, g.max_tokens, c.vocab]);
-    g.output(logits, "logits");
-    Ok(())
+    let head = if c.tied { Head::Tied } else { Head::UntiedIfPresent("lm_head.weight") };
+    blocks::lm_head(g, ckpt, head, n, wte, c.vocab, d)
 }

@@ -11,7 +11,7 @@
 use mote_runtime::{Activation, DType};
 use serde_json::Value;
 
-use crate::blocks::{self, AttentionNames, AttentionOpts};
+use crate::blocks::{self, AttentionNames, AttentionOpts, GatedMlp, Head};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -54,15 +54,7 @@ impl LlamaConfig {
         }
         let head_dim = match cfg.get("head_dim") {
             Some(Value::Number(_)) => config::usize_req(cfg, "head_dim")?,
-            _ => {
-                if hidden % heads != 0 {
-                    return Err(Error::Config {
-                        key: "num_attention_heads".into(),
-                        msg: format!("{heads} does not divide hidden_size {hidden}"),
-                    });
-                }
-                hidden / heads
-            }
+            _ => config::head_dim(hidden, "hidden_size", heads, "num_attention_heads")?,
         };
         if head_dim % 2 != 0 {
             return Err(unsupported("head_dim", head_dim, "RoPE needs an even head_dim"));
@@ -86,9 +78,7 @@ impl LlamaConfig {
         if cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) && rope_type.is_none() {
             return Err(unsupported("rope_scaling", &cfg["rope_scaling"], "RoPE scaling is not supported"));
         }
-        let act_name = config::str_or(cfg, "hidden_act", "silu")?;
-        let act = blocks::activation(act_name)
-            .ok_or_else(|| unsupported("hidden_act", act_name, "supported: silu, gelu, gelu_new, relu, tanh"))?;
+        let act = config::activation(cfg, "hidden_act", "silu")?;
         let tp = config::usize_or(cfg, "pretraining_tp", 1)?;
         if tp != 1 {
             return Err(unsupported("pretraining_tp", tp, "only 1"));
@@ -132,16 +122,9 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     )?;
     for i in 0..c.layers {
         let l = format!("model.layers.{i}");
-        let gamma = g.vector(ckpt, &format!("{l}.input_layernorm.weight"), &[d])?;
-        let a = g.rms_norm(&format!("{l}.input_layernorm"), x, gamma, c.eps);
-        let proj = |n: &str, kind: &str| format!("{l}.self_attn.{n}_proj.{kind}");
-        let names = AttentionNames {
-            qkv: ["q", "k", "v"].map(|n| proj(n, "weight")),
-            qkv_bias: c.attention_bias.then(|| ["q", "k", "v"].map(|n| proj(n, "bias"))),
-            out: proj("o", "weight"),
-            out_bias: c.attention_bias.then(|| proj("o", "bias")),
-            ..Default::default()
-        };
+        let a = blocks::rms_norm(g, ckpt, &format!("{l}.input_layernorm"), x, d, c.eps)?;
+        let qkv = ["q", "k", "v"].map(|n| format!("{l}.self_attn.{n}_proj"));
+        let names = AttentionNames::linear(qkv, c.attention_bias, &format!("{l}.self_attn.o_proj"), c.attention_bias);
         // k_cache, v_cache: [max_context, kv_heads * head_dim]
         let k_cache = g.persistent(&format!("{l}.self_attn.k_cache"), vec![g.max_context, kv_dim]);
         let v_cache = g.persistent(&format!("{l}.self_attn.v_cache"), vec![g.max_context, kv_dim]);
@@ -155,31 +138,19 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
             mask: None,
         };
         let h = blocks::self_attention(g, ckpt, &format!("{l}.self_attn"), &names, a, x, d, &opts)?;
-        let gamma = g.vector(ckpt, &format!("{l}.post_attention_layernorm.weight"), &[d])?;
-        let b = g.rms_norm(&format!("{l}.post_attention_layernorm"), h, gamma, c.eps);
-        let m = |n: &str, kind: &str| format!("{l}.mlp.{n}_proj.{kind}");
-        let (gate, up, down) = (m("gate", "weight"), m("up", "weight"), m("down", "weight"));
-        let biases = [m("gate", "bias"), m("up", "bias"), m("down", "bias")];
-        let biases = c.mlp_bias.then(|| [biases[0].as_str(), biases[1].as_str(), biases[2].as_str()]);
-        x = blocks::gated_mlp(
-            g,
-            ckpt,
-            &format!("{l}.mlp"),
-            [&gate, &up],
-            &down,
-            biases,
-            b,
-            h,
-            d,
-            c.intermediate,
-            c.act,
-        )?;
+        let b = blocks::rms_norm(g, ckpt, &format!("{l}.post_attention_layernorm"), h, d, c.eps)?;
+        let mlp = GatedMlp {
+            gate: format!("{l}.mlp.gate_proj"),
+            up: format!("{l}.mlp.up_proj"),
+            down: format!("{l}.mlp.down_proj"),
+            bias: c.mlp_bias,
+            hidden: d,
+            inner: c.intermediate,
+            act: c.act,
+        };
+        x = blocks::gated_mlp(g, ckpt, &format!("{l}.mlp"), &mlp, b, h)?;
     }
-    let gamma = g.vector(ckpt, "model.norm.weight", &[d])?;
-    let n = g.rms_norm("model.norm", x, gamma, c.eps);
-    let head = if c.tied { table } else { g.matrix(ckpt, "lm_head.weight", &[c.vocab, d])? };
-    let logits = g.matmul("logits", n, head, None, None, Activation::None);
-    g.reshape(logits, vec![1, g.max_tokens, c.vocab]);
-    g.output(logits, "logits");
-    Ok(())
+    let n = blocks::rms_norm(g, ckpt, "model.norm", x, d, c.eps)?;
+    let head = if c.tied { Head::Tied } else { Head::Untied("lm_head.weight") };
+    blocks::lm_head(g, ckpt, head, n, table, c.vocab, d)
 }

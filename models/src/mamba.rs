@@ -16,6 +16,7 @@
 use mote_runtime::{Activation, DType};
 use serde_json::Value;
 
+use crate::blocks::{self, Head};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -51,11 +52,10 @@ impl MambaConfig {
             Some(Value::String(s)) if s == "auto" => hidden.div_ceil(16),
             Some(_) => config::usize_req(cfg, "time_step_rank")?,
         };
-        let act = config::str_or(cfg, "hidden_act", "silu")?;
-        if act != "silu" {
+        if config::activation(cfg, "hidden_act", "silu")? != Activation::Silu {
             return Err(Error::Unsupported {
                 key: "hidden_act".into(),
-                value: act.into(),
+                value: config::str_or(cfg, "hidden_act", "silu")?.into(),
                 why: "Mamba runs with silu".into(),
             });
         }
@@ -100,8 +100,7 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     for i in 0..c.layers {
         let l = format!("backbone.layers.{i}");
         let m = format!("{l}.mixer");
-        let gamma = g.vector(ckpt, &format!("{l}.norm.weight"), &[d])?;
-        let h = g.rms_norm(&format!("{l}.norm"), x, gamma, c.eps);
+        let h = blocks::rms_norm(g, ckpt, &format!("{l}.norm"), x, d, c.eps)?;
         // in_proj [2e, d] -> x part (rows 0..e) and gate z (rows e..2e).
         let in_w = format!("{m}.in_proj.weight");
         let (w_x, w_z) =
@@ -155,11 +154,25 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
         let b_out = g.opt_vector(ckpt, &format!("{m}.out_proj.bias"), &[d], c.use_bias)?;
         x = g.matmul(&format!("{m}.out_proj"), y, w_out, b_out, Some(x), Activation::None);
     }
-    let gamma = g.vector(ckpt, "backbone.norm_f.weight", &[d])?;
-    let nf = g.rms_norm("backbone.norm_f", x, gamma, c.eps);
-    let head = if c.tied { table } else { g.matrix(ckpt, "lm_head.weight", &[c.vocab, d])? };
-    let logits = g.matmul("logits", nf, head, None, None, Activation::None);
-    g.reshape(logits, vec![1, g.max_tokens, c.vocab]);
-    g.output(logits, "logits");
-    Ok(())
+    let nf = blocks::rms_norm(g, ckpt, "backbone.norm_f", x, d, c.eps)?;
+    let head = if c.tied { Head::Tied } else { Head::Untied("lm_head.weight") };
+    blocks::lm_head(g, ckpt, head, nf, table, c.vocab, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn hidden_act_is_silu_or_its_alias() {
+        for ok in [json!({}), json!({ "hidden_act": "silu" }), json!({ "hidden_act": "swish" })] {
+            MambaConfig::from_json(&ok).unwrap();
+        }
+        let e = MambaConfig::from_json(&json!({ "hidden_act": "gelu" })).unwrap_err().to_string();
+        assert!(e.contains("hidden_act") && e.contains("gelu") && e.contains("silu"), "{e}");
+        let e = MambaConfig::from_json(&json!({ "hidden_act": "mish" })).unwrap_err().to_string();
+        assert!(e.contains("hidden_act") && e.contains("mish") && e.contains("supported: gelu"), "{e}");
+    }
 }

@@ -17,7 +17,7 @@
 use mote_runtime::{Activation, DType};
 use serde_json::Value;
 
-use crate::blocks;
+use crate::blocks::{self, Head};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::Result;
@@ -115,9 +115,6 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint) -> Result<()> {
     // transformers builds ln_out as nn.LayerNorm(hidden) with PyTorch's default eps,
     // whatever layer_norm_epsilon says.
     let n = blocks::layer_norm(g, ckpt, "rwkv.ln_out", x, d, 1e-5)?;
-    let head = if c.tied { table } else { g.matrix(ckpt, "head.weight", &[c.vocab, d])? };
-    let logits = g.matmul("logits", n, head, None, None, Activation::None);
-    g.reshape(logits, vec![1, g.max_tokens, c.vocab]);
-    g.output(logits, "logits");
-    Ok(())
+    let head = if c.tied { Head::Tied } else { Head::Untied("head.weight") };
+    blocks::lm_head(g, ckpt, head, n, table, c.vocab, d)
 }

@@ -13,7 +13,7 @@
 use mote_runtime::Activation;
 use serde_json::Value;
 
-use crate::blocks::{self, AttentionNames, AttentionOpts};
+use crate::blocks::{self, AttentionNames, AttentionOpts, Mlp};
 use crate::checkpoint::Checkpoint;
 use crate::config;
 use crate::error::{Error, Result};
@@ -55,24 +55,14 @@ impl VitConfig {
         };
         let hidden = config::usize_or(cfg, "hidden_size", 768)?;
         let heads = config::usize_or(cfg, "num_attention_heads", 12)?;
-        if hidden % heads != 0 {
-            return Err(Error::Config {
-                key: "num_attention_heads".into(),
-                msg: format!("{heads} does not divide hidden_size {hidden}"),
-            });
-        }
+        config::head_dim(hidden, "hidden_size", heads, "num_attention_heads")?;
         if image.0 < ph || image.1 < ph {
             return Err(Error::Config {
                 key: "patch_size".into(),
                 msg: format!("{ph} is larger than image_size {image:?}"),
             });
         }
-        let act_name = config::str_or(cfg, "hidden_act", "gelu")?;
-        let act = blocks::activation(act_name).ok_or_else(|| Error::Unsupported {
-            key: "hidden_act".into(),
-            value: act_name.into(),
-            why: "supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, silu, relu, tanh".into(),
-        })?;
+        let act = config::activation(cfg, "hidden_act", "gelu")?;
         let labels = match cfg.get("id2label").and_then(Value::as_object) {
             Some(m) if !m.is_empty() => m.len(),
             _ => config::usize_or(cfg, "num_labels", 2)?,
@@ -150,34 +140,21 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint, classify: bool) -> Result<()> {
     for i in 0..c.layers {
         let l = format!("{p}encoder.layer.{i}");
         let a = blocks::layer_norm(g, ckpt, &format!("{l}.layernorm_before"), x, d, c.eps)?;
-        let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}.weight"));
-        let names = AttentionNames {
-            qkv,
-            qkv_bias: c
-                .qkv_bias
-                .then(|| ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}.bias"))),
-            out: format!("{l}.attention.output.dense.weight"),
-            out_bias: Some(format!("{l}.attention.output.dense.bias")),
-            ..Default::default()
-        };
+        let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.attention.{n}"));
+        let names = AttentionNames::linear(qkv, c.qkv_bias, &format!("{l}.attention.output.dense"), true);
         let opts = AttentionOpts { heads: c.heads, kv_heads: c.heads, head_dim: d / c.heads, ..Default::default() };
         let h = blocks::self_attention(g, ckpt, &format!("{l}.attention"), &names, a, x, d, &opts)?;
         let b = blocks::layer_norm(g, ckpt, &format!("{l}.layernorm_after"), h, d, c.eps)?;
-        let (up_w, up_b) = (format!("{l}.intermediate.dense.weight"), format!("{l}.intermediate.dense.bias"));
-        let (down_w, down_b) = (format!("{l}.output.dense.weight"), format!("{l}.output.dense.bias"));
-        x = blocks::mlp(
-            g,
-            ckpt,
-            &l,
-            (&up_w, Some(&up_b)),
-            (&down_w, Some(&down_b)),
-            b,
-            h,
-            d,
-            c.intermediate,
-            c.act,
-            false,
-        )?;
+        let mlp = Mlp {
+            up: format!("{l}.intermediate.dense"),
+            down: format!("{l}.output.dense"),
+            bias: true,
+            hidden: d,
+            inner: c.intermediate,
+            act: c.act,
+            transposed: false,
+        };
+        x = blocks::mlp(g, ckpt, &l, &mlp, b, h)?;
     }
 
     if classify {
@@ -192,13 +169,7 @@ pub fn build(g: &mut Graph, ckpt: &Checkpoint, classify: bool) -> Result<()> {
         let n = blocks::layer_norm(g, ckpt, &format!("{p}layernorm"), x, d, c.eps)?;
         g.reshape(n, vec![1, t, d]);
         g.output(n, "last_hidden_state");
-        if ckpt.has(&format!("{p}pooler.dense.weight")) {
-            let cls = g.select_rows("pooler.cls", n, 0, 1);
-            let w = g.matrix(ckpt, &format!("{p}pooler.dense.weight"), &[d, d])?;
-            let b = g.vector(ckpt, &format!("{p}pooler.dense.bias"), &[d])?;
-            let pooled = g.matmul("pooler_output", cls, w, Some(b), None, Activation::Tanh);
-            g.output(pooled, "pooler_output");
-        }
+        blocks::pooler(g, ckpt, p, n, d)?;
     }
     Ok(())
 }
