@@ -8,7 +8,7 @@
 //! is parsed, and then calls kernels with slices of exactly the documented lengths.
 //! Kernels never index past a slice (they iterate with `chunks_exact`/`zip`), so a wrong
 //! length gives a wrong answer or a `debug_assert!` failure, never undefined behaviour.
-#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(not(any(test, feature = "std", feature = "bench")), no_std)]
 // Every unsafe block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 // The fast paths: `core::simd`, the `f16` primitive (one VCVTB per weight on Arm) and
@@ -31,6 +31,10 @@ pub mod activation;
 #[cfg(feature = "simd")]
 mod arch;
 pub mod attention;
+// Benchmark cases for `cargo xtask bench` and `benches/kernels.rs` (hosts; allocates).
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod dispatch;
 pub mod elementwise;
 pub mod embedding;
