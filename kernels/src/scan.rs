@@ -6,6 +6,7 @@
 use crate::Src;
 use crate::activation::{Activation, silu, softplus};
 use crate::math::expf;
+use crate::src::Element;
 
 /// Causal depthwise conv1d over time, continuing from `state`.
 /// ```text
@@ -28,34 +29,46 @@ pub fn ref_causal_conv1d(
     k: usize,
     act: Activation,
 ) {
+    /// `o[ch] += w[ch * k] * win[ch]` (w starts at tap j of channel 0).
+    fn tap<W: Element>(o: &mut [f32], w: &[W], k: usize, win: &[f32]) {
+        for ((o, &v), w) in o.iter_mut().zip(win).zip(w.iter().step_by(k)) {
+            *o += w.to_f32() * v;
+        }
+    }
     if c == 0 || k == 0 {
         return;
     }
     let hist = k - 1;
-    let window = |r: usize, ch: usize, state: &[f32]| -> f32 {
-        if r < hist {
-            state.get(r * c + ch).copied().unwrap_or(0.0)
-        } else {
-            x.get((r - hist) * c + ch).copied().unwrap_or(0.0)
-        }
+    // Row r of the window: state row r, then x row r - hist (empty past either end).
+    let window = |r: usize| -> (usize, usize, bool) {
+        if r < hist { (r * c, (r + 1) * c, true) } else { ((r - hist) * c, (r - hist + 1) * c, false) }
     };
-    for (i, out_row) in out.chunks_exact_mut(c).take(t).enumerate() {
-        for (ch, o) in out_row.iter_mut().enumerate() {
-            let mut acc = bias.map_or(0.0, |b| b.get(ch));
-            for j in 0..k {
-                acc += weight.get(ch * k + j) * window(i + j, ch, state);
-            }
-            *o = act.apply(acc);
+    for (i, o) in out.chunks_exact_mut(c).take(t).enumerate() {
+        match bias {
+            Some(b) => b.copy_to(o),
+            None => o.fill(0.0),
         }
+        for j in 0..k {
+            let (a, b, from_state) = window(i + j);
+            let win = if from_state { state.get(a..b) } else { x.get(a..b) }.unwrap_or(&[]);
+            match weight.slice(j, weight.len().saturating_sub(j)) {
+                Src::F32(w) => tap(o, w, k, win),
+                Src::F16(w) => tap(o, w, k, win),
+            }
+        }
+        crate::activation::ref_activation_inplace(o, act);
     }
     // Shift: state row s <- window row t + s. Reading row t + s >= s before it is
     // overwritten (ascending s) keeps this in place.
     for s in 0..hist {
-        for ch in 0..c {
-            let v = window(t + s, ch, state);
-            if let Some(dst) = state.get_mut(s * c + ch) {
-                *dst = v;
+        let (a, b, from_state) = window(t + s);
+        let dst = s * c..(s + 1) * c;
+        if from_state {
+            if b <= state.len() && dst.end <= state.len() {
+                state.copy_within(a..b, dst.start);
             }
+        } else if let (Some(src), Some(d)) = (x.get(a..b), state.get_mut(dst)) {
+            d.copy_from_slice(src);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! stable form (as transformers' `rwkv_linear_attention_cpu`). Both stream over calls.
 
 use crate::Src;
+use crate::src::Element;
 
 /// Token shift with `mixes` interpolations, continuing from `state` (the previous row).
 /// ```text
@@ -12,21 +13,25 @@ use crate::Src;
 /// ```
 #[inline(never)] // an op's entry: compiled here at the kernels' opt-level, not inlined into the runtime's
 pub fn ref_token_shift(x: &[f32], mix: Src<'_>, state: &mut [f32], out: &mut [f32], t: usize, d: usize, mixes: usize) {
+    /// One row of one mix: `o = x * mu + prev * (1 - mu)`. (The slices are the row's;
+    /// the branches are taken per row, so the loop is one copy per weight type.)
+    fn row<W: Element>(o: &mut [f32], x: &[f32], prev: &[f32], mu: &[W]) {
+        for (((o, &x), &p), &m) in o.iter_mut().zip(x).zip(prev).zip(mu) {
+            let m = m.to_f32();
+            *o = x * m + p * (1.0 - m);
+        }
+    }
     if d == 0 || t == 0 {
         return;
     }
     let width = mixes * d;
+    let at = |i: usize| x.get(i * d..(i + 1) * d).unwrap_or(&[]);
     for (i, out_row) in out.chunks_exact_mut(width.max(1)).take(t).enumerate() {
-        for (m, out_mix) in out_row.chunks_exact_mut(d).enumerate() {
-            for (ch, o) in out_mix.iter_mut().enumerate() {
-                let xi = x.get(i * d + ch).copied().unwrap_or(0.0);
-                let prev = if i == 0 {
-                    state.get(ch).copied().unwrap_or(0.0)
-                } else {
-                    x.get((i - 1) * d + ch).copied().unwrap_or(0.0)
-                };
-                let mu = mix.get(m * d + ch);
-                *o = xi * mu + prev * (1.0 - mu);
+        let prev = if i == 0 { &state[..] } else { at(i - 1) };
+        for (m, o) in out_row.chunks_exact_mut(d).enumerate() {
+            match mix.slice(m * d, d) {
+                Src::F32(mu) => row(o, at(i), prev, mu),
+                Src::F16(mu) => row(o, at(i), prev, mu),
             }
         }
     }

@@ -51,6 +51,7 @@ pub enum Error {
 }
 
 impl fmt::Display for Error {
+    #[cfg_attr(feature = "simd", optimize(size))] // cold: only when something failed
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Error::*;
         match *self {

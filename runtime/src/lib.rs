@@ -13,6 +13,10 @@
 //! converter (`mote-models`). All fallible checks happen in [`Model::parse`] and
 //! [`Interpreter::new`]; [`Interpreter::invoke`] only uses offsets that were validated.
 #![cfg_attr(not(test), no_std)]
+// Parsing and validation run once per model: optimised for size (`#[optimize(size)]`, as
+// `opt-level = "z"`), the rest of the runtime as its profile says. `simd` builds are
+// nightly builds.
+#![cfg_attr(feature = "simd", feature(optimize_attribute))]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // Every unsafe block of Mote is in the kernels (SIMD, asm) and the firmware.
 #![forbid(unsafe_code)]

@@ -101,6 +101,7 @@ impl<'a> Model<'a> {
     /// every op's shapes. After this succeeds, the interpreter runs without checks that
     /// can fail. `bytes` must start at a 64-byte aligned address (see [`crate::Aligned`]).
     #[inline(never)] // an entry point: one copy, counted as runtime code by `xtask qemu`
+    #[cfg_attr(feature = "simd", optimize(size))] // cold: once per model (see lib.rs)
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         if bytes.len() < format::HEADER_BYTES {
             return Err(Error::Truncated { what: "header", needed: format::HEADER_BYTES, available: bytes.len() });
@@ -425,6 +426,7 @@ impl<'a> Model<'a> {
     /// Every scratch tensor op `index` reads is a model input or the output of an
     /// earlier op: ops run in file order, so a read of a tensor written only later (or by
     /// the op itself) is a cycle, and one never written reads stale bytes.
+    #[cfg_attr(feature = "simd", optimize(size))] // cold: once per model (see lib.rs)
     fn check_producers(&self, index: usize, op: &OpRecord) -> Result<()> {
         let produced = |id: u32| {
             (0..self.n_inputs).any(|i| self.input_id(i) == Some(id))
@@ -443,6 +445,7 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
+    #[cfg_attr(feature = "simd", optimize(size))] // cold: once per model (see lib.rs)
     fn validate_io(&self) -> Result<()> {
         let bad = |reason| Error::BadSection { kind: section::IO, reason };
         for i in 0..self.n_inputs {

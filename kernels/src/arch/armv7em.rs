@@ -197,7 +197,7 @@ pub(super) fn linear(
             None => row.fill(0.0),
         }
         if let Some(r) = early {
-            row.iter_mut().zip(&r[i * n..][..n]).for_each(|(o, r)| *o += r);
+            add_to(row, &r[i * n..][..n]);
         }
     }
     sums(out);
@@ -207,9 +207,15 @@ pub(super) fn linear(
     for (i, row) in out.chunks_exact_mut(n).enumerate() {
         activation(row, act);
         if let Some(r) = residual {
-            row.iter_mut().zip(&r[i * n..][..n]).for_each(|(o, r)| *o += r);
+            add_to(row, &r[i * n..][..n]);
         }
     }
+}
+
+/// `o[i] += r[i]` (one copy for both places `linear` adds the residual).
+#[inline(never)]
+fn add_to(o: &mut [f32], r: &[f32]) {
+    o.iter_mut().zip(r).for_each(|(o, r)| *o += r);
 }
 
 /// out[i, :] += x[i, :] @ w^T; out starts from the bias. Rows of x at stride xs, of w

@@ -314,6 +314,7 @@ fn mul(a: usize, b: usize) -> Option<usize> {
 }
 
 /// Validates one op (see the module docs): the checks every op shares, then its own.
+#[cfg_attr(feature = "simd", optimize(size))] // cold: once per model (see lib.rs)
 pub(crate) fn validate(model: &Model<'_>, index: u32, op: &OpRecord) -> Result<()> {
     let c = Check { model, index, op };
     let (required, optional) = op.opcode.arity();
