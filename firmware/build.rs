@@ -3,8 +3,8 @@
 //! - one `board-*` / `chip-*` feature picks `memory/<board>.x`;
 //! - `MOTE_MODEL` (required): the `.mote` to embed; its header gives the arena size;
 //! - `MOTE_INPUT` (optional): an input blob written by `cargo xtask qemu`/`flash`
-//!   (see `src/input.rs`); without it the firmware runs a default input (zeros, or the
-//!   one-token prompt `[0]`).
+//!   (its format: `mote_board::input`, `board/src/input.rs`); without it the firmware
+//!   runs a default input (zeros, or the one-token prompt `[0]`).
 
 use std::path::{Path, PathBuf};
 use std::{env, fs, process};

@@ -10,17 +10,15 @@
 compile_error!("on a QEMU board, enable defmt with the `qemu-defmt` feature (defmt over semihosting)");
 
 mod clock;
-mod input;
 mod report;
 mod stack;
 
-use core::fmt::Write as _;
-
 use cortex_m_rt::{entry, exception};
+use mote_board::input::{self, DEFAULT_PROMPT, Input, Prompt};
+use mote_board::report::{Line, Timed};
 use mote_runtime::sampler::argmax;
 use mote_runtime::{Aligned, Interpreter, Model, OpCode, OpHook};
 
-use input::Input;
 use report::Report;
 
 #[cfg_attr(feature = "heap", allow(dead_code))]
@@ -48,7 +46,7 @@ macro_rules! log {
 #[used]
 static MOTE_MODEL: Aligned<[u8; info::MODEL_BYTES]> = Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.mote")));
 
-/// The input blob (`src/input.rs`).
+/// The input blob (`mote_board::input`).
 static MOTE_INPUT: Aligned<[u8; include_bytes!(concat!(env!("OUT_DIR"), "/input.bin")).len()]> =
     Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/input.bin")));
 
@@ -101,8 +99,8 @@ fn main() -> ! {
         Err(e) => {
             if let Some(mut r) = Report::open() {
                 match e {
-                    Fail::Runtime(e) => r.line(format_args!("error {e}")),
-                    Fail::Input(e) => r.line(format_args!("error {e}")),
+                    Fail::Runtime(e) => r.line(Line::Error(&e)),
+                    Fail::Input(e) => r.line(Line::Error(&e)),
                 }
             }
             match e {
@@ -138,7 +136,7 @@ fn finish(ok: bool) -> ! {
 /// over the RAM the statics leave, sized at boot from the model header.
 #[cfg(not(feature = "heap"))]
 fn arena(_model: &Model<'_>, r: &mut Report) -> Result<(&'static mut [u8], usize), Fail> {
-    r.line(format_args!("arena static {}", info::ARENA_BYTES));
+    r.line(Line::ArenaStatic(info::ARENA_BYTES));
     // SAFETY: `main` calls this once; nothing else references MOTE_ARENA.
     let arena = unsafe { &mut (*core::ptr::addr_of_mut!(MOTE_ARENA)).0 };
     Ok((arena, stack::free_ram_start()))
@@ -159,7 +157,7 @@ fn arena(model: &Model<'_>, r: &mut Report) -> Result<(&'static mut [u8], usize)
     if p.is_null() {
         return Err(Fail::Runtime(mote_runtime::Error::ArenaTooSmall { needed, available: heap_bytes }));
     }
-    r.line(format_args!("arena heap {} of {}", needed, heap_bytes));
+    r.line(Line::ArenaHeap { arena: needed, heap: heap_bytes });
     // SAFETY: `p` is a fresh allocation of `needed` bytes that is never freed.
     Ok((unsafe { core::slice::from_raw_parts_mut(p, needed) }, end))
 }
@@ -168,50 +166,46 @@ fn run() -> Result<(), Fail> {
     let mut cp = cortex_m::Peripherals::take().ok_or(Fail::Input("peripherals taken"))?;
     clock::start(&mut cp);
     let mut r = Report::open().ok_or(Fail::Input("cannot open the report file over semihosting"))?;
-    r.line(format_args!("board {}", info::BOARD));
-    r.line(format_args!("calibrate {} {}", clock::CALIBRATION_INSTRUCTIONS, clock::calibrate()));
+    r.line(Line::Board(info::BOARD));
+    r.line(Line::Calibrate { instructions: clock::CALIBRATION_INSTRUCTIONS.into(), ticks: clock::calibrate() });
 
     let model = Model::parse(&MOTE_MODEL.0)?;
-    r.line(format_args!(
-        "model {} bytes {} arena {} persistent {} ops {}",
-        model.architecture(),
-        model.file_bytes(),
-        model.arena_bytes(),
-        model.persistent_bytes(),
-        model.op_count()
-    ));
+    r.line(Line::Model {
+        architecture: model.architecture(),
+        bytes: model.file_bytes(),
+        arena: model.arena_bytes(),
+        persistent: model.persistent_bytes(),
+        ops: model.op_count(),
+    });
     let (arena, paint_from) = arena(&model, &mut r)?;
     stack::paint(paint_from);
     let mut interp = Interpreter::new(&model, arena)?;
     let mut prof = Profile { ticks: [0; 32], calls: [0; 32], t0: 0 };
     log!("mote: running the model");
 
-    let blob = input::parse(&MOTE_INPUT.0).map_err(Fail::Input)?;
+    let blob = input::parse(&MOTE_INPUT.0).map_err(|e| Fail::Input(e.message()))?;
     let blob = match blob {
-        Input::Default if model.max_tokens() > 0 => Input::Prompt { ids: &[0, 0, 0, 0], generate: 8 },
+        Input::Default if model.max_tokens() > 0 => Input::Prompt(DEFAULT_PROMPT),
         b => b,
     };
     match blob {
-        Input::Prompt { ids, generate } => run_prompt(&mut interp, &mut r, &mut prof, ids, generate)?,
-        Input::Tensors { items, inputs, specs, data } => {
-            for item in 0..items {
-                let mut specs_r = input::Reader { bytes: specs };
+        Input::Prompt(prompt) => run_prompt(&mut interp, &mut r, &mut prof, prompt)?,
+        Input::Tensors(t) => {
+            for item in 0..t.items() {
                 let mut at = 0;
-                for _ in 0..inputs {
-                    let (name, per_item) = specs_r.spec().map_err(Fail::Input)?;
-                    let dst = interp.input_mut(name)?;
-                    if dst.len() != per_item {
+                for spec in t.specs() {
+                    let dst = interp.input_mut(spec.name)?;
+                    if dst.len() != spec.elems_per_item {
                         return Err(Fail::Runtime(mote_runtime::Error::InputSize {
                             expected: dst.len(),
-                            got: per_item,
+                            got: spec.elems_per_item,
                         }));
                     }
                     // Item-major: this input's values for `item`.
-                    let base = item * (data.len() / 4 / items.max(1)) + at;
                     for (i, d) in dst.iter_mut().enumerate() {
-                        *d = input::f32_at(data, base + i);
+                        *d = t.value(item, at + i);
                     }
-                    at += per_item;
+                    at += spec.elems_per_item;
                 }
                 invoke_once(&mut interp, &mut r, &mut prof)?;
             }
@@ -228,11 +222,11 @@ fn run() -> Result<(), Fail> {
 
     for (code, (&ticks, &calls)) in prof.ticks.iter().zip(&prof.calls).enumerate() {
         if let Some(op) = OpCode::from_code(code as u32).filter(|_| calls > 0) {
-            r.line(format_args!("op {} {} {}", op.name(), calls, ticks));
+            r.line(Line::Op { name: op.name(), calls: calls.into(), ticks });
         }
     }
-    r.line(format_args!("stack {}", stack::high_water(paint_from)));
-    r.line(format_args!("done"));
+    r.line(Line::Stack(stack::high_water(paint_from)));
+    r.line(Line::Done);
     log!("mote: done");
     Ok(())
 }
@@ -245,22 +239,19 @@ fn invoke_once(interp: &mut Interpreter<'_, '_>, r: &mut Report, prof: &mut Prof
     } else {
         interp.invoke()?;
     }
-    r.line(format_args!("time invoke {}", clock::now() - t0));
+    r.line(Line::Time { what: Timed::Invoke, ticks: clock::now() - t0, tokens: None });
     outputs(interp, r)
 }
 
-/// Every output as `out NAME COUNT` then its f32 bit patterns, eight a line.
+/// Every output as `out NAME COUNT argmax I` then its f32 bit patterns, eight a line.
 fn outputs(interp: &Interpreter<'_, '_>, r: &mut Report) -> Result<(), Fail> {
     let model = interp.model();
     for i in 0..model.output_count() {
         let Some(t) = model.output(i) else { continue };
         let values = interp.output(t.name)?;
-        r.line(format_args!("out {} {} argmax {}", t.name, values.len(), argmax(values)));
-        for chunk in values.chunks(8) {
-            for v in chunk {
-                let _ = write!(r, "{:08x} ", v.to_bits());
-            }
-            r.line(format_args!(""));
+        r.line(Line::Out { name: t.name, count: values.len(), argmax: argmax(values) });
+        for chunk in values.chunks(mote_board::report::VALUES_PER_LINE) {
+            r.line(Line::Values(chunk));
         }
     }
     Ok(())
@@ -272,20 +263,19 @@ fn run_prompt(
     interp: &mut Interpreter<'_, '_>,
     r: &mut Report,
     prof: &mut Profile,
-    ids: &[u8],
-    generate: usize,
+    prompt: Prompt<'_>,
 ) -> Result<(), Fail> {
     let max = interp.model().max_tokens().max(1);
-    let prompt_len = ids.len() / 4;
+    let (prompt_len, generate) = (prompt.len(), prompt.generate());
     let mut chunk = [0i32; 64];
     let chunk_len = max.min(chunk.len());
     let mut start = 0;
     while start < prompt_len {
         let n = chunk_len.min(prompt_len - start);
         for (j, c) in chunk[..n].iter_mut().enumerate() {
-            *c = input::i32_at(ids, start + j);
+            *c = prompt.id(start + j);
         }
-        step(interp, r, prof, &chunk[..n], "prefill")?;
+        step(interp, r, prof, &chunk[..n], Timed::Prefill)?;
         outputs(interp, r)?;
         start += n;
     }
@@ -294,9 +284,9 @@ fn run_prompt(
         let vocab = logits.len() / interp.tokens().max(1);
         let mut next = argmax(&logits[logits.len() - vocab..]);
         for j in 0..generate {
-            r.line(format_args!("tok {next}"));
+            r.line(Line::Tok(next));
             if j + 1 < generate {
-                step(interp, r, prof, &[next as i32], "step")?;
+                step(interp, r, prof, &[next as i32], Timed::Step)?;
                 next = argmax(interp.output("logits")?);
             }
         }
@@ -309,7 +299,7 @@ fn step(
     r: &mut Report,
     prof: &mut Profile,
     ids: &[i32],
-    what: &str,
+    what: Timed,
 ) -> Result<(), Fail> {
     let t0 = clock::now();
     if cfg!(feature = "profile") {
@@ -317,7 +307,7 @@ fn step(
     } else {
         interp.step(ids)?;
     }
-    r.line(format_args!("time {what} {} tokens {}", clock::now() - t0, ids.len()));
+    r.line(Line::Time { what, ticks: clock::now() - t0, tokens: Some(ids.len()) });
     Ok(())
 }
 

@@ -1,12 +1,11 @@
-//! The report: lines `cargo xtask qemu` parses (outputs as f32 bit patterns, tokens,
-//! ticks per inference and per op, footprint). Under QEMU they go to the host file
-//! `mote-report.txt` (semihosting, in QEMU's working directory), so the console stays free
-//! for logs (text, or defmt); on hardware they are defmt lines over RTT.
+//! Where the report goes: its lines (`mote_board::report::Line`, the format `cargo xtask
+//! qemu` parses) are written under QEMU to the host file `mote_board::report::FILE`
+//! (semihosting, in QEMU's working directory), so the console stays free for logs (text,
+//! or defmt); on hardware they are defmt lines over RTT.
 
 use core::fmt::{self, Write};
 
-#[cfg(feature = "qemu")]
-pub const FILE: &str = "mote-report.txt\0";
+use mote_board::report::Line;
 
 pub struct Report {
     buf: [u8; 1024],
@@ -18,7 +17,7 @@ pub struct Report {
 impl Report {
     #[cfg(feature = "qemu")]
     pub fn open() -> Option<Self> {
-        let name = FILE.as_bytes();
+        let name = mote_board::report::FILE_NUL.as_bytes();
         // SAFETY: SYS_OPEN reads `name.len() - 1` bytes of a nul-terminated string.
         let fd = unsafe {
             cortex_m_semihosting::syscall!(OPEN, name.as_ptr(), cortex_m_semihosting::nr::open::W_TRUNC, name.len() - 1)
@@ -32,8 +31,8 @@ impl Report {
     }
 
     /// Writes one line.
-    pub fn line(&mut self, args: fmt::Arguments<'_>) {
-        let _ = self.write_fmt(args);
+    pub fn line(&mut self, line: Line<'_>) {
+        let _ = write!(self, "{line}");
         let _ = self.write_str("\n");
         #[cfg(not(feature = "qemu"))]
         self.flush();

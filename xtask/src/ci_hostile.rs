@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::ci::step;
 
 /// Fuzz targets in `fuzz/` (each with a committed seed corpus in `fuzz/corpus/<target>`).
-pub const FUZZ_TARGETS: [&str; 2] = ["parse_run", "convert"];
+pub const FUZZ_TARGETS: [&str; 3] = ["parse_run", "convert", "input_blob"];
 
 /// Seconds each target is fuzzed after its corpus is replayed (`MOTE_FUZZ_SECONDS`
 /// overrides; 0 only replays the corpus).

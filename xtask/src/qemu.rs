@@ -8,6 +8,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use mote_board::input::{TensorSpec, write_prompt, write_tensors};
+pub use mote_board::report::BoardRun;
 use mote_models::HostTensor;
 use mote_models::host::run;
 use mote_models::tensor::{read_safetensors, write_safetensors};
@@ -21,10 +23,6 @@ use crate::util::{parse_model, read_model, thousands};
 pub const DEFAULT_GENERATE: usize = 8;
 /// Largest relative error (max abs difference over the host's max abs value) accepted.
 pub const MAX_REL_ERROR: f64 = 1e-4;
-/// Blob layout constants (mirror `firmware/src/input.rs`).
-const BLOB_MAGIC: &[u8; 8] = b"MOTEIN01";
-const KIND_TENSORS: u32 = 1;
-const KIND_PROMPT: u32 = 2;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -73,23 +71,17 @@ pub struct Blob {
     pub generate: Option<usize>,
 }
 
-fn put_u32(b: &mut Vec<u8>, v: usize) -> Result<()> {
-    b.extend_from_slice(&u32::try_from(v).context("a size does not fit u32")?.to_le_bytes());
-    Ok(())
-}
-
-/// Writes the blob `firmware/src/input.rs` reads: f32 inputs per item for image models,
-/// or the first prompt of `input_ids` and a token count for decoders and SSMs.
+/// Writes the blob the firmware reads (`mote_board::input`): f32 inputs per item for
+/// image models, or the first prompt of `input_ids` and a token count for decoders and
+/// SSMs.
 pub fn input_blob(
     model: &Model<'_>,
     inputs: &BTreeMap<String, HostTensor>,
     items: Option<usize>,
     generate: Option<usize>,
 ) -> Result<Blob> {
-    let mut b = BLOB_MAGIC.to_vec();
     let mut host_inputs = BTreeMap::new();
     if model.max_tokens() == 0 {
-        put_u32(&mut b, KIND_TENSORS as usize)?;
         let mut batch = None;
         let mut feeds = Vec::new();
         for i in 0..model.input_count() {
@@ -107,21 +99,16 @@ pub fn input_blob(
             feeds.push((info.name, per_item, values, t.shape.clone()));
         }
         let n = batch.unwrap_or(1).min(items.unwrap_or(usize::MAX)).max(1);
-        put_u32(&mut b, n)?;
-        put_u32(&mut b, feeds.len())?;
-        for (name, per_item, _, _) in &feeds {
-            put_u32(&mut b, name.len())?;
-            b.extend_from_slice(name.as_bytes());
-            b.resize(b.len().next_multiple_of(4), 0);
-            put_u32(&mut b, *per_item)?;
-        }
+        let specs: Vec<TensorSpec<'_>> =
+            feeds.iter().map(|&(name, elems_per_item, _, _)| TensorSpec { name, elems_per_item }).collect();
+        // Item-major: every input of item 0, then of item 1, ...
+        let mut item_major = Vec::new();
         for item in 0..n {
             for (_, per_item, values, _) in &feeds {
-                for v in &values[item * per_item..(item + 1) * per_item] {
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
+                item_major.extend_from_slice(&values[item * per_item..(item + 1) * per_item]);
             }
         }
+        let b = write_tensors(n, &specs, &item_major).context("writing the input blob")?;
         for (name, per_item, values, shape) in feeds {
             let mut shape = shape;
             if let Some(first) = shape.first_mut() {
@@ -141,114 +128,13 @@ pub fn input_blob(
         bail!("input_ids is empty");
     }
     let generate = generate.unwrap_or(DEFAULT_GENERATE);
-    put_u32(&mut b, KIND_PROMPT as usize)?;
-    put_u32(&mut b, len)?;
-    put_u32(&mut b, generate)?;
-    for &id in &ids[..len] {
-        b.extend_from_slice(&i32::try_from(id).context("a token id does not fit i32")?.to_le_bytes());
-    }
+    let prompt = ids[..len]
+        .iter()
+        .map(|&id| i32::try_from(id).context("a token id does not fit i32"))
+        .collect::<Result<Vec<i32>>>()?;
+    let b = write_prompt(&prompt, generate).context("writing the input blob")?;
     host_inputs.insert("input_ids".into(), HostTensor::i64(vec![1, len], ids[..len].to_vec()));
     Ok(Blob { bytes: b, host_inputs, generate: (generate > 0).then_some(generate) })
-}
-
-/// What the firmware reported.
-#[derive(Debug, Default)]
-pub struct BoardRun {
-    pub outputs: BTreeMap<String, Vec<f32>>,
-    pub tokens: Vec<i64>,
-    /// Instructions per timer tick, from the calibration loop.
-    pub instr_per_tick: f64,
-    pub invokes: Vec<u64>,
-    /// (ticks, tokens) per prefill chunk.
-    pub prefill: Vec<(u64, u64)>,
-    pub steps: Vec<u64>,
-    /// (op kind, calls, ticks).
-    pub ops: Vec<(String, u64, u64)>,
-    pub stack: u64,
-    pub heap_arena: Option<(u64, u64)>,
-}
-
-impl BoardRun {
-    pub fn instructions(&self, ticks: u64) -> f64 {
-        ticks as f64 * self.instr_per_tick
-    }
-    fn mean(&self, v: &[u64]) -> Option<f64> {
-        (!v.is_empty()).then(|| self.instructions(v.iter().sum()) / v.len() as f64)
-    }
-    /// Mean instructions per `invoke` (image models).
-    pub fn per_inference(&self) -> Option<f64> {
-        self.mean(&self.invokes)
-    }
-    /// Mean instructions per generated token (single-token steps).
-    pub fn per_token(&self) -> Option<f64> {
-        self.mean(&self.steps)
-    }
-    /// Instructions per prompt token in prefill.
-    pub fn per_prefill_token(&self) -> Option<f64> {
-        let tokens: u64 = self.prefill.iter().map(|p| p.1).sum();
-        (tokens > 0).then(|| self.instructions(self.prefill.iter().map(|p| p.0).sum()) / tokens as f64)
-    }
-}
-
-fn num<T: std::str::FromStr>(s: Option<&str>, line: &str) -> Result<T> {
-    s.and_then(|s| s.parse().ok()).with_context(|| format!("bad report line {line:?}"))
-}
-
-/// Parses `mote-report.txt` (see `firmware/src/report.rs`).
-pub fn parse_report(text: &str) -> Result<BoardRun> {
-    let mut r = BoardRun::default();
-    let mut current: Option<String> = None;
-    let mut done = false;
-    for line in text.lines() {
-        let mut w = line.split_whitespace();
-        match w.next() {
-            Some("calibrate") => {
-                let (instr, ticks): (f64, f64) = (num(w.next(), line)?, num(w.next(), line)?);
-                if ticks <= 0.0 {
-                    bail!("the board's timer did not advance");
-                }
-                r.instr_per_tick = instr / ticks;
-            }
-            Some("out") => {
-                let name = w.next().context("out line without a name")?.to_string();
-                r.outputs.entry(name.clone()).or_default();
-                current = Some(name);
-            }
-            Some("tok") => r.tokens.push(num(w.next(), line)?),
-            Some("time") => {
-                let (what, ticks) = (w.next(), num::<u64>(w.next(), line)?);
-                match what {
-                    Some("invoke") => r.invokes.push(ticks),
-                    Some("prefill") => r.prefill.push((ticks, num(w.nth(1), line)?)),
-                    Some("step") => r.steps.push(ticks),
-                    _ => bail!("bad report line {line:?}"),
-                }
-            }
-            Some("op") => {
-                let name = w.next().context("op line without a name")?.to_string();
-                r.ops.push((name, num(w.next(), line)?, num(w.next(), line)?));
-            }
-            Some("stack") => r.stack = num(w.next(), line)?,
-            Some("arena") if line.starts_with("arena heap") => {
-                r.heap_arena = Some((num(w.nth(1), line)?, num(w.nth(1), line)?));
-            }
-            Some("error") => bail!("the board reports: {}", &line[6..]),
-            Some("done") => done = true,
-            Some(word) if word.len() == 8 && word.bytes().all(|c| c.is_ascii_hexdigit()) => {
-                let name = current.as_ref().context("values before any out line")?;
-                let values = r.outputs.entry(name.clone()).or_default();
-                for h in line.split_whitespace() {
-                    let bits = u32::from_str_radix(h, 16).with_context(|| format!("bad value {h:?}"))?;
-                    values.push(f32::from_bits(bits));
-                }
-            }
-            _ => {}
-        }
-    }
-    if !done {
-        bail!("the firmware stopped before it finished its report");
-    }
-    Ok(r)
 }
 
 /// Runs an ELF in QEMU for `board`; returns the report.
@@ -256,7 +142,7 @@ pub fn run_elf(board: &Board, elf: &Path, timeout: Duration) -> Result<BoardRun>
     let machine = board.machine.with_context(|| format!("{} is not an emulated board", board.name))?;
     let dir = crate::workspace_root().join("target/firmware/run").join(board.name);
     std::fs::create_dir_all(&dir)?;
-    let report = dir.join("mote-report.txt");
+    let report = dir.join(mote_board::report::FILE);
     let _ = std::fs::remove_file(&report);
     let mut child = Command::new("qemu-system-arm")
         .current_dir(&dir)
@@ -284,7 +170,7 @@ pub fn run_elf(board: &Board, elf: &Path, timeout: Duration) -> Result<BoardRun>
     // The console: text logs, or defmt frames (binary) with the `qemu-defmt` feature.
     std::fs::write(dir.join("console.out"), &out.stdout)?;
     let text = std::fs::read_to_string(&report).unwrap_or_default();
-    let parsed = parse_report(&text);
+    let parsed = mote_board::report::parse(&text).map_err(anyhow::Error::from);
     if !status.success() {
         let console = String::from_utf8_lossy(&out.stdout).trim().replace('\n', "; ");
         let err = String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; ");
@@ -491,32 +377,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn report_round_trips_values_tokens_and_times() {
-        let values = [1.5f32, -0.0, 3.25e-7, f32::MAX];
-        let hex: Vec<String> = values.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
-        let text = format!(
-            "board m4\ncalibrate 2000000 50000\nout logits 4 argmax 3\n{} \ntime prefill 400 tokens 2\n\
-             time step 100 tokens 1\ntime step 300 tokens 1\ntok 7\ntok 9\nop MatMul 3 250\nstack 4096\ndone\n",
-            hex.join(" ")
-        );
-        let r = parse_report(&text).unwrap();
-        assert_eq!(r.outputs["logits"], values);
-        assert_eq!(r.tokens, [7, 9]);
-        assert_eq!(r.instr_per_tick, 40.0);
-        assert_eq!(r.per_token(), Some(40.0 * 200.0));
-        assert_eq!(r.per_prefill_token(), Some(40.0 * 200.0));
-        assert_eq!(r.ops, [("MatMul".to_string(), 3, 250)]);
-        assert_eq!(r.stack, 4096);
-    }
-
-    #[test]
-    fn unfinished_or_failed_reports_are_errors() {
-        assert!(parse_report("board m4\ncalibrate 2 1\n").unwrap_err().to_string().contains("before it finished"));
-        let e = parse_report("board m4\nerror op #3 (Wkv) is not compiled in\n").unwrap_err();
-        assert!(e.to_string().contains("op #3 (Wkv)"), "{e}");
-    }
-
-    #[test]
     fn image_blob_holds_the_first_items_in_order() {
         let root = crate::workspace_root();
         let c = mote_models::convert_dir(&root.join("demo/digits-vit"), &Default::default()).unwrap();
@@ -534,6 +394,6 @@ mod tests {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         assert_eq!(tail, &pixels[..128]);
-        assert_eq!(&blob.bytes[..8], BLOB_MAGIC);
+        assert_eq!(&blob.bytes[..8], mote_board::input::MAGIC);
     }
 }
