@@ -1,11 +1,14 @@
 //! One conformance suite per op family, instantiated for every kernel table this build
 //! has (in the manner of tract's `test_mmm_kernel_f32!`): each entry against the scalar
 //! reference of [`Kernels::generic`], at the sizes where tiles and blocks break (0, 1,
-//! tile - 1, tile, tile + 1, odd, past a panel) and on random shapes by proptest.
+//! tile - 1, tile, tile + 1, odd, past a panel) and on random shapes by proptest. The edge
+//! cases and tolerances are `conformance_core`'s, which the kernel-test firmware also runs
+//! on the emulated boards (`cargo xtask ktest`).
 //!
 //! A table this CPU cannot run (AVX-512 on an AVX2 machine) is skipped with a message.
 //! The Cortex-M4F / M7 table is plain Rust and runs on every host; on the boards the
-//! firmware checks its outputs against the host's (`cargo xtask qemu`).
+//! firmware checks its outputs against the host's (`cargo xtask qemu`), and the
+//! kernel-test firmware runs the edge cases on each board (`cargo xtask ktest`).
 
 use proptest::prelude::*;
 
@@ -13,23 +16,12 @@ use crate::activation::Activation;
 use crate::attention::AttentionShape;
 use crate::src::Src;
 use crate::table::{self, Kernels};
-use crate::testutil::{ALL_ACTIVATIONS as ACTIVATIONS, activation, assert_close, config, to_f16, values};
-
-/// Matmul: f32 sums of up to a few hundred products, in another order than the reference;
-/// relative to Σ|x w| + |bias| + |residual|.
-pub const TOL_MATMUL: f64 = 2e-6;
-/// Activations fused in the matmul (polynomial exp / erf): relative to 1 + |x|.
-pub const TOL_ACTIVATION: f64 = 2e-6;
-/// Attention: convex combinations of v rows, relative to 1 + max |v|.
-pub const TOL_ATTENTION: f64 = 1e-5;
-/// LayerNorm / RMSNorm: relative to 1 + |out|.
-pub const TOL_NORM: f64 = 1e-5;
-/// Patch embedding: as the matmul.
-pub const TOL_PATCH: f64 = 2e-6;
-/// Selective scan: relative to 1 + |out|, over up to 17 steps.
-pub const TOL_SCAN: f64 = 1e-5;
-/// RoPE with |x| <= 2: absolute.
-pub const TOL_ROPE: f64 = 2e-6;
+// The one list of edge cases and tolerances, shared with the boards' kernel-test firmware.
+use crate::conformance_core::{
+    self as core_cases, TOL_ACTIVATION, TOL_ATTENTION, TOL_MATMUL, TOL_NORM, TOL_PATCH, TOL_ROPE, TOL_SCAN,
+    attention_shape,
+};
+use crate::testutil::{activation, assert_close, config, to_f16, values};
 
 /// The table named `name`, if this CPU runs it.
 pub fn table(name: &str) -> Option<&'static Kernels> {
@@ -45,27 +37,6 @@ fn check(what: &str, got: &[f32], want: &[f32], scale: &[f64], tol: f64) {
     let want: Vec<f64> = want.iter().map(|&w| f64::from(w)).collect();
     assert_close(what, got, &want, scale, tol);
 }
-
-/// Sizes where tiles break: the Cortex-M4 tiles are 4 x 4 with 128-deep panels, the x86
-/// ones 6 / 8 rows by 16 / 48 columns with 128 / 192 / 256-deep panels.
-pub const MATMUL_SHAPES: &[(usize, usize, usize)] = &[
-    (1, 1, 1),
-    (1, 7, 5),
-    (1, 64, 33),
-    (1, 300, 9),
-    (3, 4, 4),
-    (4, 4, 4),
-    (5, 5, 5),
-    (4, 127, 3),
-    (4, 128, 4),
-    (5, 129, 5),
-    (6, 16, 16),
-    (7, 17, 15),
-    (8, 48, 48),
-    (9, 49, 47),
-    (17, 64, 192),
-    (13, 257, 50),
-];
 
 /// One matmul case on `t` against the reference.
 #[allow(clippy::too_many_arguments)]
@@ -125,36 +96,6 @@ pub fn attention_case(t: &Kernels, s: &AttentionShape, masked: bool, seed: u64) 
     (t.attention)(&q, &k, &v, m, &mut got, s);
     let scale = vec![3.0; got.len()];
     check(&format!("{}: attention {s:?} masked {masked}", t.name), &got, &want, &scale, TOL_ATTENTION);
-}
-
-/// (heads, kv_heads, head_dim, q_rows, kv_rows, causal, q_pos0)
-pub const ATTENTION_SHAPES: &[(usize, usize, usize, usize, usize, bool, usize)] = &[
-    (1, 1, 1, 1, 1, false, 0),
-    (1, 1, 4, 1, 7, true, 6),
-    (4, 4, 16, 17, 17, false, 0),
-    (4, 2, 16, 9, 9, true, 0),
-    (3, 1, 7, 5, 13, true, 8),
-    (2, 2, 8, 1, 8, true, 7),
-    (2, 2, 8, 1, 9, true, 8),
-    (12, 12, 32, 3, 40, false, 0),
-    (4, 2, 64, 49, 49, true, 0),
-    (2, 1, 33, 20, 70, false, 0),
-];
-
-pub fn attention_shape(c: (usize, usize, usize, usize, usize, bool, usize), pad: usize) -> AttentionShape {
-    let (heads, kv_heads, head_dim, q_rows, kv_rows, causal, q_pos0) = c;
-    AttentionShape {
-        heads,
-        kv_heads,
-        head_dim,
-        q_rows,
-        kv_rows,
-        q_stride: heads * head_dim + pad,
-        kv_stride: kv_heads * head_dim + pad,
-        causal,
-        q_pos0,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-    }
 }
 
 pub fn norm_case(t: &Kernels, rows: usize, dim: usize, f16_gamma: bool, has_beta: bool, seed: u64) {
@@ -271,78 +212,58 @@ macro_rules! conformance_suite {
             #[test]
             fn matmul_edges() {
                 let Some(t) = t() else { return };
-                for (i, &(m, k, n)) in MATMUL_SHAPES.iter().enumerate() {
-                    for f16_w in [false, true] {
-                        let act = ACTIVATIONS[i % ACTIVATIONS.len()];
-                        matmul_case(t, m, k, n, f16_w, i % 2 == 0, i % 3 == 0, act, i as u64);
-                        matmul_case(t, m, k, n, f16_w, true, true, Activation::None, 99 + i as u64);
-                    }
+                for c in core_cases::matmul_cases() {
+                    matmul_case(t, c.m, c.k, c.n, c.f16_w, c.bias, c.residual, c.act, c.seed);
                 }
             }
 
             #[test]
             fn attention_edges() {
                 let Some(t) = t() else { return };
-                for (i, &c) in ATTENTION_SHAPES.iter().enumerate() {
-                    for (pad, masked) in [(0, false), (3, true)] {
-                        attention_case(t, &attention_shape(c, pad), masked, i as u64);
-                    }
+                for c in core_cases::attention_cases() {
+                    attention_case(t, &c.shape, c.masked, c.seed);
                 }
             }
 
             #[test]
             fn norm_edges() {
                 let Some(t) = t() else { return };
-                for (i, &(rows, dim)) in [(1, 1), (1, 7), (3, 8), (2, 33), (17, 64), (4, 384)].iter().enumerate() {
-                    norm_case(t, rows, dim, i % 2 == 1, i % 3 != 0, i as u64);
+                // LayerNorm and RMSNorm of each shape.
+                for c in core_cases::norm_cases(false) {
+                    norm_case(t, c.rows, c.dim, c.f16_gamma, c.beta, c.seed);
                 }
             }
 
             #[test]
             fn patch_edges() {
                 let Some(t) = t() else { return };
-                // Patches of 4 to 768 inputs: several per gathered block, exactly one, one
-                // in several blocks (300 = 256 + 44, 768 = 3 x 256); one token (decode path).
-                let shapes = [
-                    (1, 8, 8, 2, 64),
-                    (3, 9, 10, 3, 5),
-                    (2, 16, 16, 8, 17),
-                    (1, 4, 4, 4, 1),
-                    (2, 24, 24, 8, 5),
-                    (1, 48, 16, 16, 3),
-                    (3, 20, 30, 10, 6),
-                    (3, 32, 32, 16, 8),
-                ];
-                for (i, &(c, h, w, p, dim)) in shapes.iter().enumerate() {
-                    patch_case(t, c, h, w, p, dim, i % 2 == 0, i as u64);
+                for c in core_cases::patch_cases() {
+                    patch_case(t, c.c, c.h, c.w, c.p, c.dim, c.f16_w, c.seed);
                 }
             }
 
             #[test]
             fn scan_edges() {
                 let Some(t) = t() else { return };
-                for (i, &(steps, e, n)) in [(1, 1, 8), (3, 5, 16), (17, 9, 8), (2, 3, 24)].iter().enumerate() {
-                    scan_case(t, steps, e, n, i as u64);
+                for c in core_cases::scan_cases() {
+                    scan_case(t, c.steps, c.e, c.n, c.seed);
                 }
             }
 
             #[test]
             fn activation_edges() {
                 let Some(t) = t() else { return };
-                for (i, &act) in ACTIVATIONS.iter().enumerate() {
-                    for len in [0, 1, 7, 8, 9, 33, 1000] {
-                        activation_case(t, act, len, (i * 31 + len) as u64);
-                    }
+                for c in core_cases::activation_cases() {
+                    activation_case(t, c.act, c.len, c.seed);
                 }
             }
 
             #[test]
             fn rope_edges() {
                 let Some(t) = t() else { return };
-                rope_case(t, 5, 3, 8, 4, 0, 10_000.0, 1);
-                rope_case(t, 1, 2, 64, 0, 2047, 10_000.0, 2);
-                rope_case(t, 3, 4, 70, 2, 100, 500_000.0, 3);
-                rope_case(t, 2, 1, 2, 0, 30_000, 10_000.0, 4);
+                for c in core_cases::rope_cases() {
+                    rope_case(t, c.rows, c.heads, c.head_dim, c.pad, c.pos0, c.theta, c.seed);
+                }
             }
 
             proptest! {

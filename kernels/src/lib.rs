@@ -35,6 +35,10 @@ pub mod attention;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
+// The conformance cases without std or alloc: the host suite's shapes and tolerances, and
+// what the kernel-test firmware (`firmware/ktest`) runs on the boards.
+#[doc(hidden)]
+pub mod conformance_core;
 mod dispatch;
 pub mod elementwise;
 pub mod embedding;

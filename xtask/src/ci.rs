@@ -143,7 +143,7 @@ fn firmware_steps() -> Result<()> {
         let n = crate::ci_firmware::check_no_alloc_std(&deps)?;
         println!("no alloc, no std: {n} crates built for {target} (runtime, kernels and their dependencies)");
     }
-    println!("\n==> firmware: 3 models x 3 emulated boards vs the host, ViT-only, heap, chips");
+    println!("\n==> firmware: kernel tests and 3 models on 3 emulated boards vs the host, ViT-only, heap, chips");
     let start = Instant::now();
     crate::ci_firmware::run()?;
     println!("<== firmware ok ({:.0} s)", start.elapsed().as_secs_f64());

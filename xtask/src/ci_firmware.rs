@@ -1,5 +1,6 @@
-//! CI for the firmware: the three test models on the three emulated boards compared with
-//! the host, a ViT-only firmware (size, and its refusal of other families), the heap
+//! CI for the firmware: the kernel conformance cases on the three emulated boards (the
+//! kernel-test firmware, `cargo xtask ktest`), the three test models on the three
+//! emulated boards compared with the host, a ViT-only firmware (size, and its refusal of other families), the heap
 //! arena, the defmt builds for the probe-rs chips, and the no-alloc check.
 
 use std::path::{Path, PathBuf};
@@ -101,6 +102,11 @@ pub fn run() -> Result<()> {
     let out_dir = root.join("target/firmware/ci");
     std::fs::create_dir_all(&out_dir)?;
     let mut summary = Vec::new();
+    // The kernels first, entry by entry (a few seconds per board): a wrong kernel is named
+    // here, before the models run through it.
+    for (board_name, run) in crate::ktest::run_boards(&crate::ktest::BOARDS, TIMEOUT, false)? {
+        summary.push(format!("{board_name:<4} kernel tests: {} [{:.0} s]", run.summary(), run.seconds));
+    }
     let mut m4_vit_all = None;
     let mut paths = Vec::new();
     for m in &MODELS {

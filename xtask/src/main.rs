@@ -10,6 +10,7 @@ mod elf;
 mod firmware;
 mod infer;
 mod inspect;
+mod ktest;
 mod qemu;
 mod text;
 mod util;
@@ -46,6 +47,8 @@ enum Cmd {
     Bench(bench::Args),
     /// Build the firmware for an emulated Cortex-M, run it in QEMU, compare with the host.
     Qemu(qemu::Args),
+    /// Run the kernel conformance cases on the emulated boards (kernel-test firmware).
+    Ktest(ktest::Args),
     /// Build the firmware for a real chip and run it through probe-rs (defmt over RTT).
     Flash(firmware::FlashArgs),
     /// Everything CI checks: fmt, clippy, tests, no_std builds, stable scalar build.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Qemu(a) => qemu::run_qemu(a),
+        Cmd::Ktest(a) => ktest::run(a),
         Cmd::Flash(a) => firmware::run_flash(a),
         Cmd::Ci(a) => ci::run(a),
     };
