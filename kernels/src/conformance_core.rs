@@ -732,7 +732,10 @@ pub fn run_family(
     s
 }
 
-#[cfg(test)]
+// Not under Miri: like `conformance`, it runs every table on hundreds of cases, which at
+// Miri's speed takes far longer than CI's bound (the scalar references have their own
+// tests there).
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
 
