@@ -143,14 +143,19 @@ pub fn attention_shape(c: (usize, usize, usize, usize, usize, bool, usize), pad:
 pub fn fill(seed: u64, out: &mut [f32], lo: f32, hi: f32) {
     let mut state = seed;
     for v in out {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
+        let unit = (splitmix64(&mut state) >> 40) as f32 / (1u64 << 24) as f32;
         *v = lo + (hi - lo) * unit;
     }
+}
+
+/// One step of splitmix64: advances `state` and returns the next 64 random bits (the one
+/// generator of the kernels' tests, conformance cases and benchmarks).
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Rounds `v` to f16 into `h` and replaces `v` by the widened values (what an f16 kernel sees).

@@ -38,18 +38,9 @@ pub fn dim(max: usize) -> impl Strategy<Value = usize> {
 /// Deterministic uniform values in `[lo, hi)` (splitmix64), so proptest only has to
 /// generate and shrink shapes and a seed.
 pub fn values(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
-            lo + (hi - lo) * unit
-        })
-        .collect()
+    let mut v = vec![0.0; len];
+    crate::conformance_core::fill(seed, &mut v, lo, hi);
+    v
 }
 
 /// `v` rounded to f16, and the same values widened back to f32 (what an f16 kernel sees).
