@@ -65,7 +65,13 @@ impl Activation {
                 let r = relu(x);
                 r * r
             }
-            Activation::Softplus => softplus(x),
+            Activation::Softplus => {
+                if cfg!(feature = "ssm") {
+                    softplus(x)
+                } else {
+                    f32::NAN
+                }
+            }
         }
     }
 }
@@ -79,7 +85,8 @@ pub(crate) fn simple_inplace(x: &mut [f32], act: Activation) {
     let f = match act {
         Activation::Relu => relu,
         Activation::ReluSquared => |v| relu(v) * relu(v),
-        Activation::Softplus => softplus,
+        Activation::Softplus if cfg!(feature = "ssm") => softplus,
+        Activation::Softplus => |_| f32::NAN,
         _ => return,
     };
     x.iter_mut().for_each(|v| *v = f(*v));

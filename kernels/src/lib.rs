@@ -13,7 +13,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 // The fast paths: `core::simd`, the `f16` primitive (one VCVTB per weight on Arm) and
 // `core`'s fused multiply-add.
-#![cfg_attr(feature = "simd", feature(portable_simd, f16, core_float_math))]
+#![cfg_attr(feature = "simd", feature(portable_simd, f16, core_float_math, optimize_attribute))]
 // The Helium plug's fused multiply-add on vectors (`simd_fma`: LLVM's `fma`, which it
 // lowers to `VFMA` / `VFMAS` with a broadcast operand from a core register).
 #![cfg_attr(all(feature = "mve", target_arch = "arm"), feature(core_intrinsics), allow(internal_features))]

@@ -95,6 +95,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "target/stable",
         ],
     )?;
+    // A runtime without `ssm` refuses softplus (its kernels leave it out).
+    step(
+        "stable: softplus refused without ssm",
+        &[
+            "+stable",
+            "test",
+            "-p",
+            "mote-runtime",
+            "--no-default-features",
+            "--features",
+            "vit",
+            "--lib",
+            "--target-dir",
+            "target/stable",
+            "softplus_only_with_ssm",
+        ],
+    )?;
     // The kernels (every table an aarch64 build has: generic, Cortex-M4F / M7, portable
     // core::simd) and their conformance suites on an Arm CPU: aarch64 Linux under
     // qemu-aarch64 (Debian's qemu-user and gcc-aarch64-linux-gnu).

@@ -37,7 +37,7 @@ pub fn build(board: &Board) -> Result<PathBuf> {
         .current_dir(&dir)
         .args(["build", "--release", "--quiet", "--target", board.target, "--features", board.feature])
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu))
+        .env("RUSTFLAGS", firmware::rustflags(board))
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
         .context("running cargo build for the kernel-test firmware")?;

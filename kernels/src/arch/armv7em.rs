@@ -34,6 +34,8 @@ pub(crate) const fn plug(mut k: Kernels) -> Kernels {
     k.matmul = matmul;
     k.patch_embed = patch_embed;
     k.attention = attention;
+    k.layer_norm = layer_norm;
+    k.rms_norm = rms_norm;
     k.activation = activation;
     k.rope = rope;
     k.selective_scan = selective_scan;
@@ -92,6 +94,7 @@ fn matmul(
 /// The patch embedding: the matmul's sums over gathered patches.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)] // a table entry: one call per op, one copy of its code
+#[optimize(size)] // once per image: the gather; the sums are `run`'s
 fn patch_embed(
     image: &[f32],
     weight: Src<'_>,
@@ -238,20 +241,39 @@ fn run(x: &[f32], xs: usize, w: Src<'_>, ws: usize, out: &mut [f32], m: usize, k
         let nr = NR.min(n - j0);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            // panel[kk * NR + c] = w[j0 + c, k0 + kk] as f32 (zero past the last column)
-            for c in 0..NR {
-                let col = panel.chunks_exact_mut(NR).take(kc);
-                if c < nr {
-                    let at = (j0 + c) * ws + k0;
-                    match w {
-                        Src::F16(w) => col.zip(&w[at..][..kc]).for_each(|(p, v)| p[c] = v.widen()),
-                        Src::F32(w) => col.zip(&w[at..][..kc]).for_each(|(p, v)| p[c] = *v),
-                    }
-                } else {
-                    col.for_each(|p| p[c] = 0.0);
-                }
+            let p = &mut panel[..kc * NR];
+            match w {
+                Src::F16(w) => pack(w, ws, j0, k0, nr, p),
+                Src::F32(w) => pack(w, ws, j0, k0, nr, p),
             }
-            rows(x, xs, &panel[..kc * NR], out, m, n, j0, k0);
+            rows(x, xs, p, out, m, n, j0, k0);
+        }
+    }
+}
+
+/// panel[kk * NR + c] = w[j0 + c, k0 + kk] as f32 for kk < panel.len() / NR, zero past
+/// the last of the nr columns.
+#[inline(never)]
+fn pack<W: Weight>(w: &[W], ws: usize, j0: usize, k0: usize, nr: usize, panel: &mut [f32]) {
+    if nr < NR {
+        return pack_tail(w, ws, j0, k0, nr, panel);
+    }
+    let kc = panel.len() / NR;
+    let row = |c: usize| &w[(j0 + c) * ws + k0..][..kc];
+    let ws = row(0).iter().zip(row(1)).zip(row(2).iter().zip(row(3)));
+    for (p, ((a, b), (c, d))) in panel.chunks_exact_mut(NR).zip(ws) {
+        p.copy_from_slice(&[a.widen(), b.widen(), c.widen(), d.widen()]);
+    }
+}
+
+/// [`pack`] for the last columns of a matrix whose width is not a multiple of NR (at most
+/// once per matmul: built for size).
+#[inline(never)]
+#[optimize(size)]
+fn pack_tail<W: Weight>(w: &[W], ws: usize, j0: usize, k0: usize, nr: usize, panel: &mut [f32]) {
+    for (kk, p) in panel.chunks_exact_mut(NR).enumerate() {
+        for (c, p) in p.iter_mut().enumerate() {
+            *p = if c < nr { w[(j0 + c) * ws + k0 + kk].widen() } else { 0.0 };
         }
     }
 }
@@ -280,12 +302,31 @@ fn rows(x: &[f32], xs: usize, panel: &[f32], out: &mut [f32], m: usize, n: usize
     }
 }
 
+/// Inputs per step of the tiles' and the matvec's loops, unrolled in the source: the
+/// firmware is built without LLVM's runtime unrolling (which copies every loop, and its
+/// remainder, several times over), so the loops that carry the multiply-accumulates say
+/// how far to unroll themselves.
+const KU: usize = 4;
+
 /// 4 rows x 4 columns over one panel: 16 accumulators.
 #[inline(always)]
 fn tile4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], panel: &[f32]) -> [[f32; NR]; MR] {
     let mut a = [[0f32; NR]; MR];
-    let xs = x0.iter().zip(x1).zip(x2.iter().zip(x3));
-    for (p, ((&v0, &v1), (&v2, &v3))) in panel.chunks_exact(NR).zip(xs) {
+    let main = x0.len() - x0.len() % KU;
+    let xs = steps(x0, main).zip(steps(x1, main)).zip(steps(x2, main).zip(steps(x3, main)));
+    for (p, ((v0, v1), (v2, v3))) in panel.chunks_exact(KU * NR).zip(xs) {
+        for s in 0..KU {
+            for c in 0..NR {
+                let p = p[s * NR + c];
+                a[0][c] = fma(v0[s], p, a[0][c]);
+                a[1][c] = fma(v1[s], p, a[1][c]);
+                a[2][c] = fma(v2[s], p, a[2][c]);
+                a[3][c] = fma(v3[s], p, a[3][c]);
+            }
+        }
+    }
+    let xs = x0[main..].iter().zip(&x1[main..]).zip(x2[main..].iter().zip(&x3[main..]));
+    for (p, ((&v0, &v1), (&v2, &v3))) in panel[main * NR..].chunks_exact(NR).zip(xs) {
         for c in 0..NR {
             a[0][c] = fma(v0, p[c], a[0][c]);
             a[1][c] = fma(v1, p[c], a[1][c]);
@@ -296,11 +337,25 @@ fn tile4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], panel: &[f32]) -> [[f32
     a
 }
 
+/// x[..main] in steps of KU.
+#[inline(always)]
+fn steps<T>(x: &[T], main: usize) -> core::slice::ChunksExact<'_, T> {
+    x[..main].chunks_exact(KU)
+}
+
 /// 1 row x 4 columns over one panel.
 #[inline(always)]
 fn tile1(x0: &[f32], panel: &[f32]) -> [f32; NR] {
     let mut a = [0f32; NR];
-    for (p, &v) in panel.chunks_exact(NR).zip(x0) {
+    let main = x0.len() - x0.len() % KU;
+    for (p, v) in panel.chunks_exact(KU * NR).zip(steps(x0, main)) {
+        for s in 0..KU {
+            for c in 0..NR {
+                a[c] = fma(v[s], p[s * NR + c], a[c]);
+            }
+        }
+    }
+    for (p, &v) in panel[main * NR..].chunks_exact(NR).zip(&x0[main..]) {
         for c in 0..NR {
             a[c] = fma(v, p[c], a[c]);
         }
@@ -317,17 +372,97 @@ fn matvec<W: Weight>(x: &[f32], w: &[W], ws: usize, out: &mut [f32], k: usize) {
         let (w0, w1, w2, w3) = (row(j), row(j + 1), row(j + 2), row(j + 3));
         j += NR;
         let mut a = [0f32; NR];
-        for (((&v, (a0, a1)), a2), a3) in x.iter().zip(w0.iter().zip(w1)).zip(w2).zip(w3) {
-            a[0] = fma(v, a0.widen(), a[0]);
-            a[1] = fma(v, a1.widen(), a[1]);
-            a[2] = fma(v, a2.widen(), a[2]);
-            a[3] = fma(v, a3.widen(), a[3]);
+        let main = k - k % KU;
+        let ws = steps(w0, main).zip(steps(w1, main)).zip(steps(w2, main).zip(steps(w3, main)));
+        for (v, ((w0, w1), (w2, w3))) in steps(x, main).zip(ws) {
+            for s in 0..KU {
+                a[0] = fma(v[s], w0[s].widen(), a[0]);
+                a[1] = fma(v[s], w1[s].widen(), a[1]);
+                a[2] = fma(v[s], w2[s].widen(), a[2]);
+                a[3] = fma(v[s], w3[s].widen(), a[3]);
+            }
+        }
+        for d in main..k {
+            for (a, w) in a.iter_mut().zip([w0, w1, w2, w3]) {
+                *a = fma(x[d], w[d].widen(), *a);
+            }
         }
         o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
     }
     for o in outs.into_remainder() {
         *o += x.iter().zip(row(j)).fold(0.0, |acc, (&v, w)| fma(v, w.widen(), acc));
         j += 1;
+    }
+}
+
+#[inline(never)] // a table entry: one call per op, one copy of its code
+fn layer_norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32) {
+    norm(x, gamma, beta, out, dim, eps, false)
+}
+
+#[inline(never)] // a table entry: one call per op, one copy of its code
+fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
+    norm(x, gamma, None, out, dim, eps, true)
+}
+
+/// LayerNorm (`rms = false`: the mean, then the variance around it, as the reference) and
+/// RMSNorm (`rms = true`, no beta), per row: the sums, then
+/// out = (x - mean) * (1 / sqrt(var + eps)) * gamma + beta in one pass for f32 gamma and
+/// beta (what the converter writes). f16 ones take a pass per factor, built for size.
+/// (The front checked the lengths.)
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn norm(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], dim: usize, eps: f32, rms: bool) {
+    let n = dim as f32;
+    for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let (shift, var) = if rms {
+            (0.0, fold(xr, |a, v| fma(v, v, a)) / n)
+        } else {
+            let mean = fold(xr, |a, v| a + v) / n;
+            (mean, fold(xr, |a, v| fma(v - mean, v - mean, a)) / n)
+        };
+        let inv = 1.0 / crate::math::sqrtf(var + eps);
+        match (gamma, beta) {
+            (Src::F32(g), Some(Src::F32(b))) => {
+                map4(or, xr, g, b, |v, g, b| fma((v - shift) * inv, g, b));
+            }
+            (Src::F32(g), None) => map4(or, xr, g, g, |v, g, _| (v - shift) * inv * g),
+            _ => affine(xr, gamma, beta, or, shift, inv),
+        }
+    }
+}
+
+/// f(f(init, x[0]), x[1]) ... in order, KU elements per step.
+#[inline(always)]
+fn fold(x: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let main = x.len() - x.len() % KU;
+    let a = steps(x, main).fold(0.0, |a, v| (0..KU).fold(a, |a, s| f(a, v[s])));
+    x[main..].iter().fold(a, |a, &v| f(a, v))
+}
+
+/// o[i] = f(x[i], g[i], b[i]), KU elements per step.
+#[inline(always)]
+fn map4(o: &mut [f32], x: &[f32], g: &[f32], b: &[f32], f: impl Fn(f32, f32, f32) -> f32) {
+    let main = o.len() - o.len() % KU;
+    let (om, ot) = o.split_at_mut(main);
+    for (o, (x, (g, b))) in om.chunks_exact_mut(KU).zip(steps(x, main).zip(steps(g, main).zip(steps(b, main)))) {
+        for s in 0..KU {
+            o[s] = f(x[s], g[s], b[s]);
+        }
+    }
+    for (o, (x, (g, b))) in ot.iter_mut().zip(x[main..].iter().zip(g[main..].iter().zip(&b[main..]))) {
+        *o = f(*x, *g, *b);
+    }
+}
+
+/// out = (x - shift) * inv * gamma (+ beta) for gamma or beta in f16.
+#[inline(never)]
+#[optimize(size)]
+fn affine(x: &[f32], gamma: Src<'_>, beta: Option<Src<'_>>, out: &mut [f32], shift: f32, inv: f32) {
+    out.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - shift) * inv);
+    gamma.zip_with(out, |o, g| o * g);
+    if let Some(b) = beta {
+        b.zip_with(out, |o, b| o + b);
     }
 }
 
@@ -472,16 +607,24 @@ pub(super) fn streaming_attention(
     }
 }
 
-/// q . k of four keys, q read once.
+/// q . k of four keys, q read once; KU dimensions per step.
 #[inline(always)]
 fn scores4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
     let mut a = [0f32; 4];
-    let ks = k[0].iter().zip(k[1]).zip(k[2].iter().zip(k[3]));
-    for (&qd, ((k0, k1), (k2, k3))) in q.iter().zip(ks) {
-        a[0] = fma(qd, *k0, a[0]);
-        a[1] = fma(qd, *k1, a[1]);
-        a[2] = fma(qd, *k2, a[2]);
-        a[3] = fma(qd, *k3, a[3]);
+    let main = q.len() - q.len() % KU;
+    let ks = steps(k[0], main).zip(steps(k[1], main)).zip(steps(k[2], main).zip(steps(k[3], main)));
+    for (qd, ((k0, k1), (k2, k3))) in steps(q, main).zip(ks) {
+        for s in 0..KU {
+            a[0] = fma(qd[s], k0[s], a[0]);
+            a[1] = fma(qd[s], k1[s], a[1]);
+            a[2] = fma(qd[s], k2[s], a[2]);
+            a[3] = fma(qd[s], k3[s], a[3]);
+        }
+    }
+    for d in main..q.len() {
+        for (a, k) in a.iter_mut().zip(&k) {
+            *a = fma(q[d], k[d], *a);
+        }
     }
     a
 }

@@ -17,7 +17,7 @@ impl OpParams for Params {
         raw(&[self.act.code()])
     }
     fn decode(p: &RawParams) -> core::result::Result<Self, &'static str> {
-        Ok(Params { act: Activation::from_code(p[0]).ok_or("unknown activation code")? })
+        Ok(Params { act: super::activation_code(p[0])? })
     }
 }
 

@@ -20,7 +20,7 @@ impl OpParams for Params {
         raw(&[u(self.channels), u(self.kernel), self.act.code()])
     }
     fn decode(p: &RawParams) -> core::result::Result<Self, &'static str> {
-        let act = Activation::from_code(p[2]).ok_or("unknown activation code")?;
+        let act = super::activation_code(p[2])?;
         let (channels, kernel) = (p[0] as usize, p[1] as usize);
         if channels == 0 || kernel < 2 {
             return Err("channels must be positive and the kernel at least 2");

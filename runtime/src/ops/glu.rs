@@ -18,7 +18,7 @@ impl OpParams for Params {
         raw(&[u(self.n), self.act.code()])
     }
     fn decode(p: &RawParams) -> core::result::Result<Self, &'static str> {
-        let act = Activation::from_code(p[1]).ok_or("unknown activation code")?;
+        let act = super::activation_code(p[1])?;
         Ok(Params { n: p[0] as usize, act })
     }
 }

@@ -24,7 +24,7 @@ impl OpParams for Params {
         raw(&[u(self.m), u(self.k), u(self.n), self.act.code(), u(self.x_col)])
     }
     fn decode(p: &RawParams) -> core::result::Result<Self, &'static str> {
-        let act = Activation::from_code(p[3]).ok_or("unknown activation code")?;
+        let act = super::activation_code(p[3])?;
         let [m, k, n, x_col] = [p[0], p[1], p[2], p[4]].map(|x| x as usize);
         if m == 0 || k == 0 || n == 0 {
             return Err("m, k and n must be positive");

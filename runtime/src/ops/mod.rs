@@ -186,6 +186,18 @@ pub trait OpParams: Sized {
     fn decode(raw: &RawParams) -> core::result::Result<Self, &'static str>;
 }
 
+/// The activation with this code: an unknown code, or softplus in a build without `ssm`
+/// (whose kernels leave it out), is refused.
+fn activation_code(code: u32) -> core::result::Result<mote_kernels::Activation, &'static str> {
+    match mote_kernels::Activation::from_code(code) {
+        None => Err("unknown activation code"),
+        Some(mote_kernels::Activation::Softplus) if !cfg!(feature = "ssm") => {
+            Err("the softplus activation is not compiled into this runtime: enable the mote-runtime feature `ssm`")
+        }
+        Some(a) => Ok(a),
+    }
+}
+
 /// `values` then zeros.
 fn raw(values: &[u32]) -> RawParams {
     let mut p = [0; MAX_OP_PARAMS];
@@ -538,6 +550,18 @@ mod tests {
 
     fn round_trip<P: OpParams + PartialEq + core::fmt::Debug>(p: P) {
         assert_eq!(P::decode(&p.encode()).as_ref(), Ok(&p), "{}", P::OP.name());
+    }
+
+    #[test]
+    fn softplus_only_with_ssm() {
+        assert_eq!(activation_code(Activation::Silu.code()), Ok(Activation::Silu));
+        assert_eq!(activation_code(99), Err("unknown activation code"));
+        let softplus = activation_code(Activation::Softplus.code());
+        if cfg!(feature = "ssm") {
+            assert_eq!(softplus, Ok(Activation::Softplus));
+        } else {
+            assert!(softplus.is_err_and(|e| e.contains("`ssm`")));
+        }
     }
 
     #[test]
