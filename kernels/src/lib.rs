@@ -46,6 +46,7 @@ pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod patch;
+pub mod quant;
 pub mod rope;
 pub mod scan;
 pub mod table;

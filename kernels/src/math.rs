@@ -65,6 +65,18 @@ pub fn sinf(x: f32) -> f32 {
     libm::sinf(x)
 }
 
+/// Rounds half away from zero (as C's `roundf`).
+#[inline]
+pub fn roundf(x: f32) -> f32 {
+    libm::roundf(x)
+}
+
+/// `a * b + c` with one rounding.
+#[inline]
+pub fn fmaf(a: f32, b: f32, c: f32) -> f32 {
+    libm::fmaf(a, b, c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,20 @@ use crate::src::Src;
 /// residual, activation, out, m, k, n.
 pub type MatmulFn =
     fn(&[f32], usize, Src<'_>, Option<Src<'_>>, Option<&[f32]>, Activation, &mut [f32], usize, usize, usize);
+/// `quant::ref_matmul_q`'s signature: x (rows `x_stride` apart), quantized w `[n, k]`,
+/// bias, residual, activation, out, m, k, n.
+pub type MatmulQFn = fn(
+    &[f32],
+    usize,
+    crate::quant::QWeights<'_>,
+    Option<Src<'_>>,
+    Option<&[f32]>,
+    Activation,
+    &mut [f32],
+    usize,
+    usize,
+    usize,
+);
 /// `attention::ref_attention`'s signature.
 pub type AttentionFn = fn(&[f32], &[f32], &[f32], Option<&[f32]>, &mut [f32], &AttentionShape);
 /// `norm::ref_layer_norm`'s signature: x, gamma, beta, out, dim, eps.
@@ -42,6 +56,7 @@ pub struct Kernels {
     /// What runs, e.g. for benchmark reports.
     pub name: &'static str,
     pub(crate) matmul: MatmulFn,
+    pub(crate) matmul_q: MatmulQFn,
     pub(crate) attention: AttentionFn,
     pub(crate) layer_norm: LayerNormFn,
     pub(crate) rms_norm: RmsNormFn,
@@ -57,6 +72,7 @@ impl Kernels {
         Kernels {
             name: "scalar reference",
             matmul: crate::matmul::ref_matmul_strided,
+            matmul_q: crate::quant::ref_matmul_q,
             attention: crate::attention::ref_attention,
             layer_norm: crate::norm::ref_layer_norm,
             rms_norm: crate::norm::ref_rms_norm,
