@@ -16,6 +16,9 @@
 //!   an f32 panel on the stack (`[k][4]`), then tiles of 4 rows x 4 columns run from it:
 //!   per input, 4 x loads + 4 panel loads + 16 FMAs, 16 accumulators in registers.
 //! - matvec (m = 1, decode): 4 weight rows at a time, each weight widened once.
+//! - int8 / int4 matmul (`quant`'s blocks): m >= 2 dequantizes into the same f32 panel and
+//!   runs the same tiles; m = 1 widens the bytes in registers, 4 rows at a time, a partial
+//!   sum per block then its scale (the reference's order: the same bits).
 //! - attention: the streaming (online) softmax over blocks of 8 keys: scores of a block,
 //!   one rescale per block when the max grows, then the block's `p * v` sums. No score
 //!   matrix; a polynomial exp instead of libm's.
@@ -25,6 +28,7 @@
 
 use crate::activation::Activation;
 use crate::attention::AttentionShape;
+use crate::quant::{BlockQ4, BlockQ8, QK, QWeights};
 use crate::src::Src;
 use crate::table::Kernels;
 
@@ -32,6 +36,7 @@ use crate::table::Kernels;
 pub(crate) const fn plug(mut k: Kernels) -> Kernels {
     k.name = "Armv7E-M FPU (Cortex-M4F / M7)";
     k.matmul = matmul;
+    k.matmul_q = matmul_q;
     k.patch_embed = patch_embed;
     k.attention = attention;
     k.layer_norm = layer_norm;
@@ -391,6 +396,138 @@ fn matvec<W: Weight>(x: &[f32], w: &[W], ws: usize, out: &mut [f32], k: usize) {
     }
     for o in outs.into_remainder() {
         *o += x.iter().zip(row(j)).fold(0.0, |acc, (&v, w)| fma(v, w.widen(), acc));
+        j += 1;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
+fn matmul_q(
+    x: &[f32],
+    xs: usize,
+    w: QWeights<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    linear(bias, residual, act, activation, |b, row| b.copy_to(row), out, n, |out| run_q(x, xs, w, out, m, k, n));
+}
+
+/// out[i, :] += x[i, :] @ w^T for quantized w `[n, k]` (the front checked the lengths:
+/// k a multiple of QK, w n * k / QK blocks).
+#[inline(never)]
+fn run_q(x: &[f32], xs: usize, w: QWeights<'_>, out: &mut [f32], m: usize, k: usize, n: usize) {
+    let nb = k / QK;
+    if m == 1 {
+        return match w {
+            QWeights::Q8(b) => matvec_q(&x[..k], b, nb, out),
+            QWeights::Q4(b) => matvec_q(&x[..k], b, nb, out),
+        };
+    }
+    let mut panel = [0f32; KC * NR];
+    for j0 in (0..n).step_by(NR) {
+        let nr = NR.min(n - j0);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let p = &mut panel[..kc * NR];
+            // KC is a multiple of QK: a panel holds whole blocks.
+            for c in 0..NR {
+                let blocks = (c < nr).then(|| w.blocks_range((j0 + c) * nb + k0 / QK, kc / QK));
+                pack_q(blocks, &mut p[c..]);
+            }
+            rows(x, xs, p, out, m, n, j0, k0);
+        }
+    }
+}
+
+/// One column of a panel: panel[kk * NR] = weight kk of the blocks (0 without blocks).
+#[inline(never)]
+fn pack_q(blocks: Option<QWeights<'_>>, panel: &mut [f32]) {
+    let col = panel.iter_mut().step_by(NR);
+    match blocks {
+        None => col.for_each(|p| *p = 0.0),
+        Some(QWeights::Q8(b)) => {
+            let ws = b.iter().flat_map(|b| b.q.iter().map(|&q| b.scale() * f32::from(q)));
+            col.zip(ws).for_each(|(p, w)| *p = w);
+        }
+        Some(QWeights::Q4(b)) => {
+            let ws = b.iter().flat_map(|b| (0..QK).map(|t| fma(b.scale(), f32::from(b.nibble(t)), b.min())));
+            col.zip(ws).for_each(|(p, w)| *p = w);
+        }
+    }
+}
+
+/// A quantized block: its per-block sums over R rows, in the reference's order.
+trait QBlock {
+    /// acc[r] = d * Σ_t q[t] x[t] (+ m Σ_t x[t]) + acc[r] for the blocks b[r] of R rows.
+    fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]);
+}
+
+impl QBlock for BlockQ8 {
+    #[inline(always)]
+    fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]) {
+        let mut s = [0f32; R];
+        for (xs, t) in x.chunks_exact(KU).zip((0..QK).step_by(KU)) {
+            for u in 0..KU {
+                for r in 0..R {
+                    s[r] = fma(f32::from(b[r].q[t + u]), xs[u], s[r]);
+                }
+            }
+        }
+        for r in 0..R {
+            acc[r] = fma(b[r].scale(), s[r], acc[r]);
+        }
+    }
+}
+
+impl QBlock for BlockQ4 {
+    #[inline(always)]
+    fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]) {
+        let mut s = [0f32; R];
+        let mut sx = 0.0f32;
+        // Low nibbles (weights 0..16), then high ones (16..32): the reference's order.
+        for (half, xh) in x.chunks_exact(QK / 2).enumerate() {
+            let shift = 4 * half as u32;
+            for (xs, t) in xh.chunks_exact(KU).zip((0..QK / 2).step_by(KU)) {
+                for u in 0..KU {
+                    sx += xs[u];
+                    for r in 0..R {
+                        let q = (b[r].q[t + u] >> shift) & 0x0F;
+                        s[r] = fma(f32::from(q), xs[u], s[r]);
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            acc[r] = fma(b[r].scale(), s[r], fma(b[r].min(), sx, acc[r]));
+        }
+    }
+}
+
+/// One row: out[j] += x . w_j over quantized rows of nb blocks, four rows at a time.
+fn matvec_q<B: QBlock>(x: &[f32], w: &[B], nb: usize, out: &mut [f32]) {
+    let row = |j: usize| &w[j * nb..][..nb];
+    let mut outs = out.chunks_exact_mut(NR);
+    let mut j = 0;
+    for o in &mut outs {
+        let (w0, w1, w2, w3) = (row(j), row(j + 1), row(j + 2), row(j + 3));
+        j += NR;
+        let mut a = [0f32; NR];
+        for (bi, xb) in x.chunks_exact(QK).enumerate() {
+            B::dot([&w0[bi], &w1[bi], &w2[bi], &w3[bi]], xb, &mut a);
+        }
+        o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
+    }
+    for o in outs.into_remainder() {
+        let mut a = [0f32; 1];
+        for (b, xb) in row(j).iter().zip(x.chunks_exact(QK)) {
+            B::dot([b], xb, &mut a);
+        }
+        *o += a[0];
         j += 1;
     }
 }
