@@ -471,10 +471,10 @@ impl QBlock for BlockQ8 {
     #[inline(always)]
     fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]) {
         let mut s = [0f32; R];
-        for (xs, t) in x.chunks_exact(KU).zip((0..QK).step_by(KU)) {
-            for u in 0..KU {
+        for (xs, t) in x.as_chunks::<KU>().0.iter().zip((0..QK).step_by(KU)) {
+            for (u, &v) in xs.iter().enumerate() {
                 for r in 0..R {
-                    s[r] = fma(f32::from(b[r].q[t + u]), xs[u], s[r]);
+                    s[r] = fma(f32::from(b[r].q[t + u]), v, s[r]);
                 }
             }
         }
@@ -492,12 +492,12 @@ impl QBlock for BlockQ4 {
         // Low nibbles (weights 0..16), then high ones (16..32): the reference's order.
         for (half, xh) in x.chunks_exact(QK / 2).enumerate() {
             let shift = 4 * half as u32;
-            for (xs, t) in xh.chunks_exact(KU).zip((0..QK / 2).step_by(KU)) {
-                for u in 0..KU {
-                    sx += xs[u];
+            for (xs, t) in xh.as_chunks::<KU>().0.iter().zip((0..QK / 2).step_by(KU)) {
+                for (u, &v) in xs.iter().enumerate() {
+                    sx += v;
                     for r in 0..R {
                         let q = (b[r].q[t + u] >> shift) & 0x0F;
-                        s[r] = fma(f32::from(q), xs[u], s[r]);
+                        s[r] = fma(f32::from(q), v, s[r]);
                     }
                 }
             }

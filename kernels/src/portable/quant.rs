@@ -77,7 +77,7 @@ fn dot_rows<const R: usize, B: QBlock>(x: &[f32], rows: [&[B]; R]) -> [f32; R] {
         let xv: [F32x8; VB] = core::array::from_fn(|c| F32x8::from_slice(&xb[c * LANES..]));
         let sx = if B::OFFSET { (xv[0] + xv[1]) + (xv[2] + xv[3]) } else { F32x8::splat(0.0) };
         for r in 0..R {
-            let b = rows[r][bi];
+            let b = &rows[r][bi];
             let q = b.levels();
             let s = fma(q[1], xv[1], q[0] * xv[0]);
             let s = fma(q[3], xv[3], fma(q[2], xv[2], s));
