@@ -461,74 +461,72 @@ fn pack_q(blocks: Option<QWeights<'_>>, panel: &mut [f32]) {
     }
 }
 
-/// A quantized block: its per-block sums over R rows, in the reference's order.
+/// A quantized block, one weight at a time.
 trait QBlock {
-    /// acc[r] = d * Σ_t q[t] x[t] (+ m Σ_t x[t]) + acc[r] for the blocks b[r] of R rows.
-    fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]);
+    /// Whether the block has an offset (int4: + m * Σ x).
+    const OFFSET: bool;
+    /// q[t] as f32.
+    fn level(&self, t: usize) -> f32;
+    /// acc + d * s (+ m * sx): the reference's order.
+    fn finish(&self, s: f32, sx: f32, acc: f32) -> f32;
 }
 
 impl QBlock for BlockQ8 {
+    const OFFSET: bool = false;
     #[inline(always)]
-    fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]) {
-        let mut s = [0f32; R];
-        for (xs, t) in x.as_chunks::<KU>().0.iter().zip((0..QK).step_by(KU)) {
-            for (u, &v) in xs.iter().enumerate() {
-                for r in 0..R {
-                    s[r] = fma(f32::from(b[r].q[t + u]), v, s[r]);
-                }
-            }
-        }
-        for r in 0..R {
-            acc[r] = fma(b[r].scale(), s[r], acc[r]);
-        }
+    fn level(&self, t: usize) -> f32 {
+        f32::from(self.q[t])
+    }
+    #[inline(always)]
+    fn finish(&self, s: f32, _: f32, acc: f32) -> f32 {
+        fma(self.scale(), s, acc)
     }
 }
 
 impl QBlock for BlockQ4 {
+    const OFFSET: bool = true;
     #[inline(always)]
-    fn dot<const R: usize>(b: [&Self; R], x: &[f32], acc: &mut [f32; R]) {
-        let mut s = [0f32; R];
-        let mut sx = 0.0f32;
-        // Low nibbles (weights 0..16), then high ones (16..32): the reference's order.
-        for (half, xh) in x.chunks_exact(QK / 2).enumerate() {
-            let shift = 4 * half as u32;
-            for (xs, t) in xh.as_chunks::<KU>().0.iter().zip((0..QK / 2).step_by(KU)) {
-                for (u, &v) in xs.iter().enumerate() {
-                    sx += v;
-                    for r in 0..R {
-                        let q = (b[r].q[t + u] >> shift) & 0x0F;
-                        s[r] = fma(f32::from(q), v, s[r]);
-                    }
-                }
-            }
-        }
-        for r in 0..R {
-            acc[r] = fma(b[r].scale(), s[r], fma(b[r].min(), sx, acc[r]));
-        }
+    fn level(&self, t: usize) -> f32 {
+        // Weights 0..16 in the low nibbles, 16..32 in the high ones.
+        f32::from((self.q[t % (QK / 2)] >> (4 * (t / (QK / 2)))) & 0x0F)
+    }
+    #[inline(always)]
+    fn finish(&self, s: f32, sx: f32, acc: f32) -> f32 {
+        fma(self.scale(), s, fma(self.min(), sx, acc))
     }
 }
 
-/// One row: out[j] += x . w_j over quantized rows of nb blocks, four rows at a time.
+/// One row: out[j] += x . w_j over quantized rows of nb blocks, four rows at a time (the
+/// last ones in a group that repeats the last row). Per block, in the reference's order:
+/// s = Σ q x, sx = Σ x, then acc = d * s (+ m * sx) + acc (the same bits). One loop over
+/// the row in steps of KU inputs (its trip count is k / KU, not a constant LLVM would
+/// unroll in full), a block's sums scaled when it ends.
+#[inline(never)]
 fn matvec_q<B: QBlock>(x: &[f32], w: &[B], nb: usize, out: &mut [f32]) {
-    let row = |j: usize| &w[j * nb..][..nb];
-    let mut outs = out.chunks_exact_mut(NR);
-    let mut j = 0;
-    for o in &mut outs {
-        let (w0, w1, w2, w3) = (row(j), row(j + 1), row(j + 2), row(j + 3));
-        j += NR;
-        let mut a = [0f32; NR];
-        for (bi, xb) in x.chunks_exact(QK).enumerate() {
-            B::dot([&w0[bi], &w1[bi], &w2[bi], &w3[bi]], xb, &mut a);
+    const STEPS: usize = QK / KU;
+    let n = out.len();
+    for (j0, o) in (0..n).step_by(NR).zip(out.chunks_mut(NR)) {
+        let row = |c: usize| &w[(j0 + c).min(n - 1) * nb..][..nb];
+        let b = [row(0), row(1), row(2), row(3)];
+        let (mut a, mut s, mut sx) = ([0f32; NR], [0f32; NR], 0.0f32);
+        for (g, xs) in x.as_chunks::<KU>().0.iter().enumerate() {
+            let (bi, t) = (g / STEPS, g % STEPS * KU);
+            for (u, &v) in xs.iter().enumerate() {
+                if B::OFFSET {
+                    sx += v;
+                }
+                for r in 0..NR {
+                    s[r] = fma(b[r][bi].level(t + u), v, s[r]);
+                }
+            }
+            if t + KU == QK {
+                for r in 0..NR {
+                    a[r] = b[r][bi].finish(s[r], sx, a[r]);
+                }
+                (s, sx) = ([0.0; NR], 0.0);
+            }
         }
         o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
-    }
-    for o in outs.into_remainder() {
-        let mut a = [0f32; 1];
-        for (b, xb) in row(j).iter().zip(x.chunks_exact(QK)) {
-            B::dot([b], xb, &mut a);
-        }
-        *o += a[0];
-        j += 1;
     }
 }
 
