@@ -112,6 +112,7 @@ impl fmt::Debug for Case {
 
 /// The kernel signatures, shared by each `ref_*` kernel and its dispatching fast path.
 type MatmulFn = fn(&[f32], Src<'_>, Option<Src<'_>>, Option<&[f32]>, Activation, &mut [f32], usize, usize, usize);
+type MatmulQFn = crate::table::MatmulQFn;
 type AttentionFn = fn(&[f32], &[f32], &[f32], Option<&[f32]>, &mut [f32], &AttentionShape);
 type LayerNormFn = fn(&[f32], Src<'_>, Option<Src<'_>>, &mut [f32], usize, f32);
 type RmsNormFn = fn(&[f32], Src<'_>, &mut [f32], usize, f32);
@@ -175,6 +176,41 @@ pub fn matmul_f16w(rng: &mut Rng, m: usize, k: usize, n: usize) -> Case {
         run: Box::new(move |which| {
             let f = which.pick::<MatmulFn>(crate::matmul::ref_matmul, crate::matmul::matmul);
             f(black_box(&x), Src::F16(black_box(&w)), None, None, Activation::None, &mut out, m, k, n);
+            black_box(&out);
+        }),
+    }
+}
+
+/// The quantized weight types of [`matmul_q`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QType {
+    /// llama.cpp's Q8_0 (34 bytes per 32 weights).
+    Int8,
+    /// llama.cpp's Q4_1 (20 bytes per 32 weights).
+    Int4,
+}
+
+/// [`matmul_f16w`] with quantized weights (`k` a multiple of 32; the same values, quantized
+/// by `quant`'s quantizers). A matvec is counted in weight bytes (the blocks' bytes), a
+/// matmul in flops.
+pub fn matmul_q(rng: &mut Rng, q: QType, m: usize, k: usize, n: usize) -> Case {
+    use crate::quant::{BlockQ4, BlockQ8, QK, QWeights};
+    let x = rng.uniform_vec(m * k, 1.0); // [m, k]
+    let wf = rng.uniform_vec(n * k, 0.05); // [n, k], in blocks of QK along k
+    let (q8, q4): (Vec<BlockQ8>, Vec<BlockQ4>) = match q {
+        QType::Int8 => (wf.chunks(QK).map(BlockQ8::quantize).collect(), Vec::new()),
+        QType::Int4 => (Vec::new(), wf.chunks(QK).map(BlockQ4::quantize).collect()),
+    };
+    let mut out = vec![0.0f32; m * n]; // [m, n]
+    let bytes = (core::mem::size_of_val(&q8[..]) + core::mem::size_of_val(&q4[..])) as f64;
+    let work = if m == 1 { Work::WeightBytes(bytes) } else { Work::Flops((2 * m * k * n) as f64) };
+    Case {
+        shape: format!("m{m} k{k} n{n}"),
+        work,
+        run: Box::new(move |which| {
+            let w = if q == QType::Int8 { QWeights::Q8(&q8) } else { QWeights::Q4(&q4) };
+            let f = which.pick::<MatmulQFn>(crate::quant::ref_matmul_q, crate::quant::matmul_q);
+            f(black_box(&x), k, black_box(w), None, None, Activation::None, &mut out, m, k, n);
             black_box(&out);
         }),
     }

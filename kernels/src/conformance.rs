@@ -193,6 +193,14 @@ pub fn rope_case(
     check(&format!("{}: rope {rows}x{heads}x{head_dim} pos {pos0}", t.name), &got, &want, &scale, TOL_ROPE);
 }
 
+/// One quantized matmul case on `t` against the reference (`conformance_core`'s check).
+pub fn matmul_q_case(t: &Kernels, c: &core_cases::MatmulQCase) {
+    let mut f = vec![0.0f32; 6 * c.m * (c.k + 2) + 6 * c.n * c.k + 4 * c.m * c.n + c.n];
+    let mut h = vec![half::f16::ZERO; 17 * c.n * c.k / crate::quant::QK];
+    let o = c.run(t, &mut f, &mut h).expect("buffers sized for the case");
+    assert!(o.ok, "{}: {c:?}: {o:?}", t.name);
+}
+
 pub fn proptest_config() -> ProptestConfig {
     config(48)
 }
@@ -214,6 +222,14 @@ macro_rules! conformance_suite {
                 let Some(t) = t() else { return };
                 for c in core_cases::matmul_cases() {
                     matmul_case(t, c.m, c.k, c.n, c.f16_w, c.bias, c.residual, c.act, c.seed);
+                }
+            }
+
+            #[test]
+            fn matmul_q_edges() {
+                let Some(t) = t() else { return };
+                for c in core_cases::matmul_q_cases() {
+                    matmul_q_case(t, &c);
                 }
             }
 
@@ -276,6 +292,16 @@ macro_rules! conformance_suite {
                 ) {
                     let Some(t) = t() else { return Ok(()) };
                     matmul_case(t, m, k, n, f16_w, has_bias, has_residual, act, seed);
+                }
+
+                #[test]
+                fn matmul_q_random(
+                    m in 1usize..20, blocks in 1usize..9, n in 1usize..40, int4: bool, bias: bool,
+                    residual: bool, act in activation(), seed: u64,
+                ) {
+                    let Some(t) = t() else { return Ok(()) };
+                    let k = blocks * crate::quant::QK;
+                    matmul_q_case(t, &core_cases::MatmulQCase { m, k, n, int4, bias, residual, act, seed });
                 }
 
                 #[test]

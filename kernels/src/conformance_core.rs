@@ -19,6 +19,7 @@ use crate::attention::{AttentionShape, ref_attention};
 use crate::matmul::ref_matmul_strided;
 use crate::norm::{ref_layer_norm, ref_rms_norm};
 use crate::patch::ref_patch_embed;
+use crate::quant::{BlockQ4, BlockQ8, QK, QWeights, ref_matmul_q};
 use crate::rope::ref_rope_inplace;
 use crate::scan::ref_selective_scan;
 use crate::src::Src;
@@ -27,6 +28,12 @@ use crate::table::Kernels;
 /// Matmul: f32 sums of up to a few hundred products, in another order than the reference;
 /// relative to Σ|x w| + |bias| + |residual|.
 pub const TOL_MATMUL: f64 = 2e-6;
+/// Int8 (Q8_0) matmul: as [`TOL_MATMUL`], relative to Σ|x d q| + |bias| + |residual| (the
+/// fast kernels sum per block in another order, or dequantize d * q, which is exact).
+pub const TOL_MATMUL_Q8: f64 = 2e-6;
+/// Int4 (Q4_1) matmul: relative to Σ|x| (|d q| + |m|) + |bias| + |residual| (the reference
+/// adds d * Σ q x and m * Σ x, a fast kernel may dequantize d * q + m with one rounding).
+pub const TOL_MATMUL_Q4: f64 = 4e-6;
 /// Activations fused in the matmul (polynomial exp / erf): relative to 1 + |x|.
 pub const TOL_ACTIVATION: f64 = 2e-6;
 /// Attention: convex combinations of v rows, relative to 1 + max |v|.
@@ -74,6 +81,13 @@ pub const MATMUL_SHAPES: &[(usize, usize, usize)] = &[
     (17, 64, 192),
     (13, 257, 50),
 ];
+
+/// Rows of x of the quantized matmul cases: decode, the M4's 4-row tiles and past them.
+pub const MATMUL_Q_M: &[usize] = &[1, 2, 3, 4, 5, 17];
+/// Inputs (multiples of [`QK`]): one block, two, three, five (past the M4's 128-deep panel).
+pub const MATMUL_Q_K: &[usize] = &[QK, 2 * QK, 3 * QK, 4 * QK + QK];
+/// Outputs: around the 4-column panels and 8-lane tiles.
+pub const MATMUL_Q_N: &[usize] = &[1, 3, 4, 5, 8, 17];
 
 /// (heads, kv_heads, head_dim, q_rows, kv_rows, causal, q_pos0)
 pub const ATTENTION_SHAPES: &[(usize, usize, usize, usize, usize, bool, usize)] = &[
@@ -302,6 +316,108 @@ impl MatmulCase {
                 + if has_bias { f64::from(bias[j]).abs() } else { 0.0 }
                 + if has_residual { f64::from(residual[idx]).abs() } else { 0.0 };
             // An activation after the sum scales its rounding error by its slope.
+            if act == Activation::None { s } else { s * (1.0 + f64::from(wv).abs()) }
+        });
+        Some(o)
+    }
+}
+
+/// One quantized matmul case: `x [m, k]` (rows `k + seed % 3` apart), `w [n, k]` quantized
+/// (int8 or int4) from seeded values by the quantizers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MatmulQCase {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Int4 (Q4_1) weights, else int8 (Q8_0).
+    pub int4: bool,
+    pub bias: bool,
+    pub residual: bool,
+    pub act: Activation,
+    pub seed: u64,
+}
+
+/// Every (m, k, n) of [`MATMUL_Q_M`] x [`MATMUL_Q_K`] x [`MATMUL_Q_N`] with both weight
+/// types; bias, residual and activation cycle with the index (a third of the cases with
+/// tight rows of x).
+pub fn matmul_q_cases() -> impl Iterator<Item = MatmulQCase> {
+    let shapes = MATMUL_Q_M
+        .iter()
+        .flat_map(|&m| MATMUL_Q_K.iter().flat_map(move |&k| MATMUL_Q_N.iter().map(move |&n| (m, k, n))));
+    shapes.enumerate().flat_map(|(i, (m, k, n))| {
+        [false, true].into_iter().map(move |int4| {
+            let j = 2 * i + usize::from(int4);
+            MatmulQCase {
+                m,
+                k,
+                n,
+                int4,
+                bias: j % 2 == 0,
+                residual: j % 3 != 1,
+                act: if j % 4 == 0 { ACTIVATIONS[(j / 4) % ACTIVATIONS.len()] } else { Activation::None },
+                seed: j as u64,
+            }
+        })
+    })
+}
+
+impl MatmulQCase {
+    /// The quantized blocks live in `h` (17 or 10 f16 slots per block).
+    pub fn run(&self, t: &Kernels, f: &mut [f32], h: &mut [f16]) -> Option<Outcome> {
+        let &MatmulQCase { m, k, n, int4, bias: has_bias, residual: has_residual, act, seed } = self;
+        let xs = k + (seed % 3) as usize;
+        let nb = n * k / QK;
+        let (mut fb, mut hb) = (Bump::new(f), Bump::new(h));
+        let x = fb.take(m * xs)?;
+        let wf = fb.take(n * k)?;
+        let bias = fb.take(n)?;
+        let residual = fb.take(m * n)?;
+        let want = fb.take(m * n)?;
+        let got = fb.take(m * n)?;
+        // |w| per weight for the error scale: |d q| (int8), |d q| + |m| (int4).
+        let wmag = fb.take(n * k)?;
+        fill(seed, x, -2.0, 2.0);
+        fill(seed ^ 1, wf, -1.0, 1.0);
+        fill(seed ^ 2, bias, -1.0, 1.0);
+        fill(seed ^ 3, residual, -4.0, 4.0);
+        let slots = if int4 { size_of::<BlockQ4>() } else { size_of::<BlockQ8>() } / size_of::<f16>();
+        let raw = hb.take(nb * slots)?;
+        let w = if int4 {
+            let b: &mut [BlockQ4] = bytemuck::cast_slice_mut(raw);
+            for ((b, v), mag) in b.iter_mut().zip(wf.chunks(QK)).zip(wmag.chunks_mut(QK)) {
+                *b = BlockQ4::quantize(v);
+                for (t, mag) in mag.iter_mut().enumerate() {
+                    *mag = (b.scale() * f32::from(b.nibble(t))).abs() + b.min().abs();
+                }
+            }
+            QWeights::Q4(&*b)
+        } else {
+            let b: &mut [BlockQ8] = bytemuck::cast_slice_mut(raw);
+            for ((b, v), mag) in b.iter_mut().zip(wf.chunks(QK)).zip(wmag.chunks_mut(QK)) {
+                *b = BlockQ8::quantize(v);
+                for (t, mag) in mag.iter_mut().enumerate() {
+                    *mag = b.weight(t).abs();
+                }
+            }
+            QWeights::Q8(&*b)
+        };
+        let (x, bias, residual, wmag) = (&*x, &*bias, &*residual, &*wmag);
+        let b = has_bias.then_some(Src::F32(bias));
+        let r = has_residual.then_some(residual);
+        want.fill(f32::NAN);
+        got.fill(f32::NAN);
+        ref_matmul_q(x, xs, w, b, r, act, want, m, k, n);
+        (t.matmul_q)(x, xs, w, b, r, act, got, m, k, n);
+        let tol = if int4 { TOL_MATMUL_Q4 } else { TOL_MATMUL_Q8 };
+        let tol = if act == Activation::None { tol } else { tol + TOL_ACTIVATION };
+        let mut o = Outcome::new(tol);
+        o.all(got, want, |idx, wv| {
+            let (i, j) = (idx / n, idx % n);
+            let dot: f32 =
+                x[i * xs..i * xs + k].iter().zip(&wmag[j * k..(j + 1) * k]).map(|(a, b)| (a * b).abs()).sum();
+            let s = f64::from(dot)
+                + if has_bias { f64::from(bias[j]).abs() } else { 0.0 }
+                + if has_residual { f64::from(residual[idx]).abs() } else { 0.0 };
             if act == Activation::None { s } else { s * (1.0 + f64::from(wv).abs()) }
         });
         Some(o)
@@ -606,6 +722,7 @@ impl RopeCase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Matmul,
+    MatmulQ,
     Attention,
     LayerNorm,
     RmsNorm,
@@ -616,8 +733,9 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Matmul,
+        Family::MatmulQ,
         Family::Attention,
         Family::LayerNorm,
         Family::RmsNorm,
@@ -630,6 +748,7 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Matmul => "matmul",
+            Family::MatmulQ => "matmul_q",
             Family::Attention => "attention",
             Family::LayerNorm => "layer_norm",
             Family::RmsNorm => "rms_norm",
@@ -644,6 +763,7 @@ impl Family {
     pub fn tol(self) -> f64 {
         match self {
             Family::Matmul => TOL_MATMUL,
+            Family::MatmulQ => TOL_MATMUL_Q4,
             Family::Attention => TOL_ATTENTION,
             Family::LayerNorm | Family::RmsNorm => TOL_NORM,
             Family::PatchEmbed => TOL_PATCH,
@@ -658,6 +778,7 @@ impl Family {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Case {
     Matmul(MatmulCase),
+    MatmulQ(MatmulQCase),
     Attention(AttentionCase),
     Norm(NormCase),
     Patch(PatchCase),
@@ -671,6 +792,7 @@ impl Case {
     pub fn run(&self, t: &Kernels, f: &mut [f32], h: &mut [f16]) -> Option<Outcome> {
         match self {
             Case::Matmul(c) => c.run(t, f, h),
+            Case::MatmulQ(c) => c.run(t, f, h),
             Case::Attention(c) => c.run(t, f, h),
             Case::Norm(c) => c.run(t, f, h),
             Case::Patch(c) => c.run(t, f, h),
@@ -685,6 +807,7 @@ impl Case {
 pub fn for_each_case(family: Family, mut each: impl FnMut(Case)) {
     match family {
         Family::Matmul => matmul_cases().for_each(|c| each(Case::Matmul(c))),
+        Family::MatmulQ => matmul_q_cases().for_each(|c| each(Case::MatmulQ(c))),
         Family::Attention => attention_cases().for_each(|c| each(Case::Attention(c))),
         Family::LayerNorm => norm_cases(false).for_each(|c| each(Case::Norm(c))),
         Family::RmsNorm => norm_cases(true).for_each(|c| each(Case::Norm(c))),

@@ -16,6 +16,9 @@
 //!   an f32 panel on the stack (`[k][4]`), then tiles of 4 rows x 4 columns run from it:
 //!   per input, 4 x loads + 4 panel loads + 16 FMAs, 16 accumulators in registers.
 //! - matvec (m = 1, decode): 4 weight rows at a time, each weight widened once.
+//! - int8 / int4 matmul (`quant`'s blocks): m >= 2 dequantizes into the same f32 panel and
+//!   runs the same tiles; m = 1 widens the bytes in registers, 4 rows at a time, a partial
+//!   sum per block then its scale (the reference's order: the same bits).
 //! - attention: the streaming (online) softmax over blocks of 8 keys: scores of a block,
 //!   one rescale per block when the max grows, then the block's `p * v` sums. No score
 //!   matrix; a polynomial exp instead of libm's.
@@ -25,6 +28,7 @@
 
 use crate::activation::Activation;
 use crate::attention::AttentionShape;
+use crate::quant::{BlockQ4, BlockQ8, QK, QWeights};
 use crate::src::Src;
 use crate::table::Kernels;
 
@@ -32,6 +36,7 @@ use crate::table::Kernels;
 pub(crate) const fn plug(mut k: Kernels) -> Kernels {
     k.name = "Armv7E-M FPU (Cortex-M4F / M7)";
     k.matmul = matmul;
+    k.matmul_q = matmul_q;
     k.patch_embed = patch_embed;
     k.attention = attention;
     k.layer_norm = layer_norm;
@@ -392,6 +397,136 @@ fn matvec<W: Weight>(x: &[f32], w: &[W], ws: usize, out: &mut [f32], k: usize) {
     for o in outs.into_remainder() {
         *o += x.iter().zip(row(j)).fold(0.0, |acc, (&v, w)| fma(v, w.widen(), acc));
         j += 1;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)] // a table entry: one call per op, one copy of its code
+fn matmul_q(
+    x: &[f32],
+    xs: usize,
+    w: QWeights<'_>,
+    bias: Option<Src<'_>>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    linear(bias, residual, act, activation, |b, row| b.copy_to(row), out, n, |out| run_q(x, xs, w, out, m, k, n));
+}
+
+/// out[i, :] += x[i, :] @ w^T for quantized w `[n, k]` (the front checked the lengths:
+/// k a multiple of QK, w n * k / QK blocks).
+#[inline(never)]
+fn run_q(x: &[f32], xs: usize, w: QWeights<'_>, out: &mut [f32], m: usize, k: usize, n: usize) {
+    let nb = k / QK;
+    if m == 1 {
+        return match w {
+            QWeights::Q8(b) => matvec_q(&x[..k], b, nb, out),
+            QWeights::Q4(b) => matvec_q(&x[..k], b, nb, out),
+        };
+    }
+    let mut panel = [0f32; KC * NR];
+    for j0 in (0..n).step_by(NR) {
+        let nr = NR.min(n - j0);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let p = &mut panel[..kc * NR];
+            // KC is a multiple of QK: a panel holds whole blocks.
+            for c in 0..NR {
+                let blocks = (c < nr).then(|| w.blocks_range((j0 + c) * nb + k0 / QK, kc / QK));
+                pack_q(blocks, &mut p[c..]);
+            }
+            rows(x, xs, p, out, m, n, j0, k0);
+        }
+    }
+}
+
+/// One column of a panel: panel[kk * NR] = weight kk of the blocks (0 without blocks).
+#[inline(never)]
+fn pack_q(blocks: Option<QWeights<'_>>, panel: &mut [f32]) {
+    let col = panel.iter_mut().step_by(NR);
+    match blocks {
+        None => col.for_each(|p| *p = 0.0),
+        Some(QWeights::Q8(b)) => {
+            let ws = b.iter().flat_map(|b| b.q.iter().map(|&q| b.scale() * f32::from(q)));
+            col.zip(ws).for_each(|(p, w)| *p = w);
+        }
+        Some(QWeights::Q4(b)) => {
+            let ws = b.iter().flat_map(|b| (0..QK).map(|t| fma(b.scale(), f32::from(b.nibble(t)), b.min())));
+            col.zip(ws).for_each(|(p, w)| *p = w);
+        }
+    }
+}
+
+/// A quantized block, one weight at a time.
+trait QBlock {
+    /// Whether the block has an offset (int4: + m * Σ x).
+    const OFFSET: bool;
+    /// q[t] as f32.
+    fn level(&self, t: usize) -> f32;
+    /// acc + d * s (+ m * sx): the reference's order.
+    fn finish(&self, s: f32, sx: f32, acc: f32) -> f32;
+}
+
+impl QBlock for BlockQ8 {
+    const OFFSET: bool = false;
+    #[inline(always)]
+    fn level(&self, t: usize) -> f32 {
+        f32::from(self.q[t])
+    }
+    #[inline(always)]
+    fn finish(&self, s: f32, _: f32, acc: f32) -> f32 {
+        fma(self.scale(), s, acc)
+    }
+}
+
+impl QBlock for BlockQ4 {
+    const OFFSET: bool = true;
+    #[inline(always)]
+    fn level(&self, t: usize) -> f32 {
+        // Weights 0..16 in the low nibbles, 16..32 in the high ones.
+        f32::from((self.q[t % (QK / 2)] >> (4 * (t / (QK / 2)))) & 0x0F)
+    }
+    #[inline(always)]
+    fn finish(&self, s: f32, sx: f32, acc: f32) -> f32 {
+        fma(self.scale(), s, fma(self.min(), sx, acc))
+    }
+}
+
+/// One row: out[j] += x . w_j over quantized rows of nb blocks, four rows at a time (the
+/// last ones in a group that repeats the last row). Per block, in the reference's order:
+/// s = Σ q x, sx = Σ x, then acc = d * s (+ m * sx) + acc (the same bits). One loop over
+/// the row in steps of KU inputs (its trip count is k / KU, not a constant LLVM would
+/// unroll in full), a block's sums scaled when it ends.
+#[inline(never)]
+fn matvec_q<B: QBlock>(x: &[f32], w: &[B], nb: usize, out: &mut [f32]) {
+    const STEPS: usize = QK / KU;
+    let n = out.len();
+    for (j0, o) in (0..n).step_by(NR).zip(out.chunks_mut(NR)) {
+        let row = |c: usize| &w[(j0 + c).min(n - 1) * nb..][..nb];
+        let b = [row(0), row(1), row(2), row(3)];
+        let (mut a, mut s, mut sx) = ([0f32; NR], [0f32; NR], 0.0f32);
+        for (g, xs) in x.as_chunks::<KU>().0.iter().enumerate() {
+            let (bi, t) = (g / STEPS, g % STEPS * KU);
+            for (u, &v) in xs.iter().enumerate() {
+                if B::OFFSET {
+                    sx += v;
+                }
+                for r in 0..NR {
+                    s[r] = fma(b[r][bi].level(t + u), v, s[r]);
+                }
+            }
+            if t + KU == QK {
+                for r in 0..NR {
+                    a[r] = b[r][bi].finish(s[r], sx, a[r]);
+                }
+                (s, sx) = ([0.0; NR], 0.0);
+            }
+        }
+        o.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod attention;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod patch;
+pub(crate) mod quant;
 pub(crate) mod scan;
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -30,6 +31,7 @@ fn rms_norm(x: &[f32], gamma: Src<'_>, out: &mut [f32], dim: usize, eps: f32) {
 pub(crate) const fn plug(mut k: Kernels) -> Kernels {
     k.name = "core::simd, portable (8 lanes)";
     k.matmul = matmul::portable;
+    k.matmul_q = quant::portable;
     k.attention = attention::portable;
     k.patch_embed = patch::portable;
     k.layer_norm = layer_norm;

@@ -3,7 +3,7 @@
 //! and % of the measured FMA peak (matmul, attention) or GB/s of weights and % of the
 //! measured bandwidth (matvec).
 
-use mote_kernels::bench::{self as cases, Case, Impl, Rng, Work};
+use mote_kernels::bench::{self as cases, Case, Impl, QType, Rng, Work};
 
 use super::machine::Machine;
 use super::timing::{Budget, time_per_call};
@@ -55,6 +55,17 @@ pub(super) fn bench_kernels(b: &Budget) -> Vec<KernelRow> {
         row(b, "matvec f16w (classifier)", cases::matmul_f16w(rng, 1, 288, 32000)),
         // f16 weights (64 MiB) twice the last-level cache: DRAM-bound.
         row(b, "matvec f16w (64 MiB)", cases::matmul_f16w(rng, 1, 4096, 8192)),
+        // The same shapes with int8 (Q8_0) and int4 (Q4_1) weights, next to the f16 ones.
+        row(b, "matmul int8 (MiniLM qkv)", cases::matmul_q(rng, QType::Int8, 128, 384, 384)),
+        row(b, "matmul int4 (MiniLM qkv)", cases::matmul_q(rng, QType::Int4, 128, 384, 384)),
+        row(b, "matmul int8 (ViT-Tiny fc1)", cases::matmul_q(rng, QType::Int8, 197, 192, 768)),
+        row(b, "matmul int4 (ViT-Tiny fc1)", cases::matmul_q(rng, QType::Int4, 197, 192, 768)),
+        row(b, "matvec int8 (in cache)", cases::matmul_q(rng, QType::Int8, 1, 288, 768)),
+        row(b, "matvec int4 (in cache)", cases::matmul_q(rng, QType::Int4, 1, 288, 768)),
+        row(b, "matvec int8 (classifier)", cases::matmul_q(rng, QType::Int8, 1, 288, 32000)),
+        row(b, "matvec int4 (classifier)", cases::matmul_q(rng, QType::Int4, 1, 288, 32000)),
+        row(b, "matvec int8 (4096 x 8192)", cases::matmul_q(rng, QType::Int8, 1, 4096, 8192)),
+        row(b, "matvec int4 (4096 x 8192)", cases::matmul_q(rng, QType::Int4, 1, 4096, 8192)),
         row(b, "patch embed f16w (ViT-Tiny)", cases::patch_embed_vit_tiny(rng)),
         row(b, "selective scan (prefill)", cases::selective_scan(rng, 16)),
         row(b, "selective scan (decode)", cases::selective_scan(rng, 1)),

@@ -14,7 +14,7 @@ use crate::simd::{F32x8, LANES, Load, fma};
 /// Rows of x per micro-tile.
 const MR: usize = 6;
 /// Weight rows (output columns) per panel: two vectors.
-const NR: usize = 2 * LANES;
+pub(crate) const NR: usize = 2 * LANES;
 /// Depth of one panel (NR x KC f32 = 16 KiB, half of L1).
 pub(crate) const KC: usize = 256;
 /// Below this many rows of x the panel is not reused enough to pay for packing.
@@ -127,6 +127,23 @@ pub(crate) fn gemm_with<'x, W: Load>(
     k: usize,
     n: usize,
 ) {
+    gemm_packed(xrow, step, |j0, nr, k0, kc, panel| pack(w, k, j0, nr, k0, kc, panel), out, m, k, n)
+}
+
+/// [`gemm_with`] with the panels of weight rows `j0 .. j0+nr`, columns `k0 .. k0+kc` packed
+/// by `pack(j0, nr, k0, kc, panel)` (as [`pack`] does), for weights that are not a plain
+/// matrix, such as quantized blocks.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed<'x>(
+    xrow: impl Fn(usize, usize, usize) -> &'x [f32],
+    step: usize,
+    mut pack: impl FnMut(usize, usize, usize, usize, &mut [[F32x8; 2]]),
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     let step = step.clamp(1, KC);
     let mut panel = [[F32x8::splat(0.0); 2]; KC];
     let mut k0 = 0;
@@ -135,7 +152,7 @@ pub(crate) fn gemm_with<'x, W: Load>(
         let mut j0 = 0;
         while j0 < n {
             let nr = (n - j0).min(NR);
-            pack(w, k, j0, nr, k0, kc, &mut panel[..]);
+            pack(j0, nr, k0, kc, &mut panel[..]);
             let panel = &panel[..kc];
             let mut i0 = 0;
             while i0 < m {

@@ -94,6 +94,23 @@ macro_rules! entries {
                 unsafe { portable::matmul::$isa(x, xs, w, bias, residual, act, out, m, k, n) }
             }
 
+            #[allow(clippy::too_many_arguments)]
+            pub(super) fn matmul_q(
+                x: &[f32],
+                xs: usize,
+                w: crate::quant::QWeights<'_>,
+                bias: Option<Src<'_>>,
+                residual: Option<&[f32]>,
+                act: Activation,
+                out: &mut [f32],
+                m: usize,
+                k: usize,
+                n: usize,
+            ) {
+                // SAFETY: as for `matmul`.
+                unsafe { portable::quant::$isa(x, xs, w, bias, residual, act, out, m, k, n) }
+            }
+
             pub(super) fn attention(
                 q: &[f32],
                 k: &[f32],
@@ -160,6 +177,7 @@ fn selective_scan(
 pub(crate) const fn plug_avx2(mut k: Kernels) -> Kernels {
     k.name = "x86-64 AVX2 + FMA + F16C";
     k.matmul = narrow::matmul;
+    k.matmul_q = narrow::matmul_q;
     k.attention = narrow::attention;
     k.patch_embed = narrow::patch_embed;
     k.layer_norm = layer_norm;
@@ -173,6 +191,7 @@ pub(crate) const fn plug_avx512(k: Kernels) -> Kernels {
     let mut k = plug_avx2(k);
     k.name = "x86-64 AVX2 + FMA + F16C + AVX-512F";
     k.matmul = wide::matmul;
+    k.matmul_q = wide::matmul_q;
     k.attention = wide::attention;
     k.patch_embed = wide::patch_embed;
     k
