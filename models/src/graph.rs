@@ -670,3 +670,59 @@ impl Graph {
         self.tensors.iter().filter(|t| t.is_weight()).map(TensorDef::elems).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_dtype_names_round_trip() {
+        for d in [
+            WeightDType::F16,
+            WeightDType::F32,
+            WeightDType::Int8,
+            WeightDType::Int4,
+            WeightDType::Int8Simulated,
+            WeightDType::Int4Simulated,
+        ] {
+            assert_eq!(WeightDType::from_name(d.name()), Some(d));
+        }
+        assert_eq!(WeightDType::from_name("int3"), None);
+        assert_eq!(WeightDType::Int4.dtype(), DType::F16, "what is not quantized is f16");
+    }
+
+    #[test]
+    fn quantized_rows_are_blocks_and_dequantize_to_their_values() {
+        // [2, 64]: 4 blocks.
+        let v: Vec<f32> = (0..128).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+        for (dtype, block) in [(DType::Int8, 34), (DType::Int4, 20)] {
+            let bytes = quantize_rows(&v, dtype);
+            assert_eq!(bytes.len(), 4 * block);
+            let deq = quantize_dequantize(&v, dtype);
+            let step = if dtype == DType::Int8 { 1.25 / 127.0 } else { 2.5 / 15.0 };
+            for (a, b) in deq.iter().zip(&v) {
+                assert!((a - b).abs() <= 0.5 * step + 1e-3, "{dtype:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Only matrices used as MatMul weights / Embedding tables with rows of a multiple of
+    /// 32 are quantized; the others stay f16.
+    #[test]
+    fn finish_weights_quantizes_only_block_slots() {
+        let mut g = Graph::new("t", String::new(), WeightDType::Int8);
+        let x = g.activation("x", vec![2, 32]);
+        let w = g.weight_from("w", &HostTensor::f32(vec![4, 32], vec![0.5; 128]), DType::F16).unwrap();
+        let gamma = g.weight_from("g", &HostTensor::f32(vec![32], vec![1.0; 32]), DType::F16).unwrap();
+        let narrow = g.weight_from("n", &HostTensor::f32(vec![4, 4], vec![1.0; 16]), DType::F16).unwrap();
+        let h = g.layer_norm("ln", x, gamma, None, 1e-5);
+        let y = g.matmul("y", h, w, None, None, Activation::None);
+        g.matmul("z", y, narrow, None, None, Activation::None);
+        assert_eq!(g.finish_weights().unwrap(), 1);
+        assert_eq!(g.tensor(w).dtype, DType::Int8);
+        assert_eq!(g.tensor(w).bytes(), 4 * 34);
+        assert!(matches!(&g.tensor(w).kind, TensorKind::Weight(b) if b.len() == 4 * 34));
+        assert_eq!((g.tensor(gamma).dtype, g.tensor(narrow).dtype), (DType::F16, DType::F16));
+        assert!(matches!(&g.tensor(narrow).kind, TensorKind::Weight(b) if b.len() == 32));
+    }
+}

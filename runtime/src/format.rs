@@ -190,3 +190,25 @@ pub use crate::ops::OpCode;
 
 /// Attention flag bits (param 6).
 pub const ATTN_CAUSAL: u32 = crate::ops::attention::CAUSAL;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_codes_and_sizes() {
+        for code in 0..=4 {
+            let d = DType::from_code(code).unwrap();
+            assert_eq!(d as u8, code);
+        }
+        assert_eq!(DType::from_code(5), None);
+        assert_eq!((DType::Int8.unit_bytes(), DType::Int4.unit_bytes()), (34, 20));
+        // [3, 64]: 3 rows of 2 blocks.
+        assert_eq!(DType::Int8.bytes_for(3 * 64), Some(3 * 2 * 34));
+        assert_eq!(DType::Int4.bytes_for(3 * 64), Some(3 * 2 * 20));
+        assert_eq!(DType::F16.bytes_for(5), Some(10));
+        assert_eq!(DType::F32.bytes_for(usize::MAX), None);
+        assert!(DType::Int4.is_quantized() && !DType::F16.is_quantized());
+        assert_eq!((DType::Int8.name(), DType::Int4.name()), ("int8", "int4"));
+    }
+}
