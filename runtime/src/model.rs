@@ -404,7 +404,7 @@ impl<'a> Model<'a> {
                     return Err(Error::BadBlock {
                         tensor: idx,
                         block: fit as u32,
-                        reason: "the blocks run past the end of the tensor's data in the WEIGHTS section",
+                        reason: "the blocks run past the end of the WEIGHTS section",
                     });
                 }
                 if end > self.weights.len() {
