@@ -100,9 +100,12 @@ fn header_fields() {
     b[0] = b'X';
     assert_eq!(parse(&b), Err(Error::BadMagic));
     assert_eq!(
-        edited(|b| set_u32(b, header::VERSION, 2)),
-        Err(Error::UnsupportedVersion { found: 2, supported: format::VERSION })
+        edited(|b| set_u32(b, header::VERSION, 3)),
+        Err(Error::UnsupportedVersion { found: 3, supported: format::VERSION })
     );
+    assert_eq!(u32_at(model_bytes(), header::VERSION), format::VERSION_1, "an f16 file stays version 1");
+    // Version 2 reads every version-1 file.
+    assert!(edited(|b| set_u32(b, header::VERSION, 2)).is_ok());
     assert!(matches!(
         edited(|b| set_u32(b, header::HEADER_BYTES, 32)),
         Err(Error::BadHeader { field: "header_bytes", .. })

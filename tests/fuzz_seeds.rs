@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use mote_models::host::AlignedBytes;
-use mote_models::{ConvertOptions, convert_bytes};
+use mote_models::{ConvertOptions, WeightDType, convert_bytes};
 use mote_runtime::format::{CHECKSUM_START, header};
 use mote_runtime::{DType, Interpreter, Model};
 use mote_tests::root;
@@ -73,6 +73,23 @@ fn checkpoint_seeds_convert_to_the_mote_seeds() {
             convert_bytes(&blob[..split], blob[split + 1..].to_vec(), &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mote = std::fs::read(root().join(format!("fuzz/corpus/parse_run/{name}.mote"))).unwrap();
         assert!(c.bytes == mote, "{name}: the .mote seed is stale; rerun scripts/make_fuzz_seeds.py");
+    }
+}
+
+/// The quantized `.mote` seeds (`QUANTIZED_SEEDS` in `scripts/make_fuzz_seeds.py`) are
+/// current conversions of their test checkpoints, and hold int8 / int4 blocks.
+#[test]
+fn quantized_seeds_are_current() {
+    let seeds = [
+        ("vit_a_int8", "vit/vit_a", WeightDType::Int8, None),
+        ("gpt2_a_int4", "gpt2/gpt2_a", WeightDType::Int4, Some(4)),
+    ];
+    for (name, src, dtype, chunk) in seeds {
+        let c =
+            mote_tests::convert_with(&mote_tests::data(src), &ConvertOptions { dtype, chunk, ..Default::default() });
+        let mote = std::fs::read(root().join(format!("fuzz/corpus/parse_run/{name}.mote"))).unwrap();
+        assert!(c.bytes == mote, "{name}: the .mote seed is stale; rerun scripts/make_fuzz_seeds.py");
+        assert!(c.quantized_tensors > 0, "{name}");
     }
 }
 

@@ -645,3 +645,159 @@ fn graph_with_a_cycle_does_not_compile() {
     let err = mote_models::compile(&g2, &ConvertOptions::default()).unwrap_err().to_string();
     assert!(err.contains("tensor id 99 does not exist"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Quantized (int8 / int4) weights
+
+/// `vit_a` (rows 32 and 64 wide) with its MatMul weights in int8 blocks.
+fn vit_int8() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| convert(&data("vit/vit_a"), WeightDType::Int8).bytes)
+}
+
+/// `vit_a` with its MatMul weights in int4 blocks.
+fn vit_int4() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| convert(&data("vit/vit_a"), WeightDType::Int4).bytes)
+}
+
+/// The first quantized tensor: (index, its byte offset in the file, its byte length).
+fn quantized_tensor(b: &[u8]) -> (usize, usize, usize) {
+    let i = find_tensor(b, |t| t.dtype.is_quantized());
+    let buf = AlignedBytes::new(b);
+    let t = Model::parse(&buf).unwrap().tensor(i).unwrap();
+    (i, section_entry(b, section::WEIGHTS).1 + t.offset, t.bytes)
+}
+
+#[track_caller]
+fn bad_block(r: Result<(), Error>, want_tensor: usize, want_block: u32, want: &str) {
+    match r {
+        Err(e @ Error::BadBlock { tensor, block, reason }) => {
+            assert_eq!((tensor, block), (want_tensor as u32, want_block), "{e}");
+            assert!(reason.contains(want), "{reason:?} does not say {want:?}");
+            let text = e.to_string();
+            assert!(text.contains(&format!("tensor #{want_tensor}, block #{want_block}")), "{text}");
+        }
+        other => panic!("expected BadBlock({want}), got {other:?}"),
+    }
+}
+
+#[test]
+fn quantized_files_are_version_2_and_name_their_tensors() {
+    assert_eq!(u32_at(vit_int8(), header::VERSION), format::VERSION);
+    assert_eq!(u32_at(vit(), header::VERSION), format::VERSION_1);
+    let (i, _, _) = quantized_tensor(vit_int8());
+    let buf = AlignedBytes::new(vit_int8());
+    let name = Model::parse(&buf).unwrap().tensor(i).unwrap().name;
+    assert_eq!(mote_runtime::tensor_name(vit_int8(), i as u32), Some(name));
+    assert!(name.ends_with(".weight"), "{name}");
+    assert_eq!(mote_runtime::tensor_name(vit_int8(), 60_000), None);
+    assert_eq!(mote_runtime::tensor_name(&vit_int8()[..100], i as u32), None);
+}
+
+#[test]
+fn quantized_scale_or_minimum_not_finite() {
+    let (i, at, _) = quantized_tensor(vit_int8());
+    // Block 3's scale (the first two bytes of its 34) a NaN, then an infinity.
+    for bits in [0x7E00u16, 0xFC00] {
+        let r = edited(vit_int8(), |b| b[at + 3 * 34..][..2].copy_from_slice(&bits.to_le_bytes()));
+        bad_block(r, i, 3, "scale d is NaN or infinite");
+    }
+    let (i, at, _) = quantized_tensor(vit_int4());
+    let r = edited(vit_int4(), |b| b[at + 5 * 20..][..2].copy_from_slice(&0x7C01u16.to_le_bytes()));
+    bad_block(r, i, 5, "scale d is NaN or infinite");
+    // Block 2's minimum (bytes 2..4 of its 20) +infinity.
+    let r = edited(vit_int4(), |b| b[at + 2 * 20 + 2..][..2].copy_from_slice(&0x7C00u16.to_le_bytes()));
+    bad_block(r, i, 2, "minimum m is NaN or infinite");
+}
+
+#[test]
+fn quantized_blocks_past_the_weights_section() {
+    let b = vit_int8();
+    let (i, at, bytes) = quantized_tensor(b);
+    let (entry, weights, _) = section_entry(b, section::WEIGHTS);
+    // The WEIGHTS section cut 40 bytes into the tensor: block #1 is the first not there.
+    let r = edited(b, |b| set_u32(b, entry + 8, (at - weights + 40) as u32));
+    bad_block(r, i, 1, "run past the end");
+    assert!(bytes > 2 * 34);
+}
+
+#[test]
+fn quantized_group_size_must_divide_the_row() {
+    let b = vit_int8();
+    let (i, _, _) = quantized_tensor(b);
+    let rec = tensor_record(b, i);
+    let (rows, cols) = (u32_at(b, rec + 12), u32_at(b, rec + 16));
+    assert_eq!(cols % 32, 0);
+    // The same elements as [2 rows, cols / 2]: 16-wide rows.
+    let r = edited(b, |b| {
+        set_u32(b, rec + 12, rows * 2);
+        set_u32(b, rec + 16, cols / 2);
+    });
+    bad_tensor(r, "group size 32 does not divide the row");
+}
+
+#[test]
+fn unknown_dtype_code_5() {
+    let (i, _, _) = quantized_tensor(vit_int8());
+    let rec = tensor_record(vit_int8(), i);
+    bad_tensor(edited(vit_int8(), |b| b[rec + 8] = 5), "unknown dtype code");
+}
+
+#[test]
+fn quantized_dtype_in_a_version_1_file() {
+    let r = edited(vit_int8(), |b| set_u32(b, header::VERSION, 1));
+    bad_tensor(r, "quantized dtype (int8 / int4) in a version-1 file");
+}
+
+#[test]
+fn quantized_tensor_in_the_arena() {
+    for code in [3u8, 4] {
+        let a = find_tensor(vit_int8(), |t| t.storage == Storage::Arena && t.shape.cols() % 32 == 0);
+        let rec = tensor_record(vit_int8(), a);
+        bad_tensor(edited(vit_int8(), |b| b[rec + 8] = code), "quantized (int8 / int4) tensor in the arena");
+    }
+}
+
+#[test]
+fn quantized_tensor_in_a_slot_that_refuses_it() {
+    // A LayerNorm's gamma [32] (f32 weight) relabelled int8: one block, its bytes fit.
+    let b = vit_int8();
+    let ln = find_op(b, OpCode::LayerNorm);
+    let gamma = u32_at(b, op_record(b, ln) + 8 + 4) as usize;
+    let rec = tensor_record(b, gamma);
+    let r = edited(b, |b| b[rec + 8] = 3);
+    bad_op(r, "quantized (int8 / int4) tensor, which only a MatMul weight or an Embedding table may be");
+    // A MatMul bias [n] relabelled int4.
+    let buf = AlignedBytes::new(b);
+    let m = Model::parse(&buf).unwrap();
+    let (mm, bias) = (0..m.op_count())
+        .map(|i| (i, m.op(i).unwrap()))
+        .find(|(_, op)| op.opcode == OpCode::MatMul && op.inputs[2] != format::NONE)
+        .map(|(i, op)| (i, op.inputs[2] as usize))
+        .unwrap();
+    assert_eq!(m.tensor(bias).unwrap().shape.cols() % 32, 0);
+    let rec = tensor_record(b, bias);
+    let r = edited(b, |b| b[rec + 8] = 4);
+    match r {
+        Err(Error::BadOp { index, reason, .. }) => {
+            assert_eq!(index, mm as u32);
+            assert!(reason.contains("only a MatMul weight or an Embedding table"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A quantized MatMul weight whose k is not its row width: [n, k] read as [n * 2, k / 2]
+    // is refused by the tensor (rows of 16), and a weight whose row is not k by the op.
+    let w = u32_at(b, op_record(b, mm) + 8 + 4) as usize;
+    let k = m.op(mm).unwrap().params[1];
+    let rec = tensor_record(b, w);
+    let (rows, cols) = (u32_at(b, rec + 12), u32_at(b, rec + 16));
+    assert_eq!(cols, k);
+    if rows % 2 == 0 && cols >= 64 {
+        let r = edited(b, |b| {
+            set_u32(b, rec + 12, rows / 2);
+            set_u32(b, rec + 16, cols * 2);
+        });
+        bad_op(r, "weight is not [n, k]");
+    }
+}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use half::f16;
+use mote_kernels::quant::{BlockQ4, BlockQ8, QK};
 use mote_runtime::format::{MAX_OP_INPUTS, MAX_OP_PARAMS};
 use mote_runtime::ops::{self as op, OpParams};
 use mote_runtime::{Activation, DType, OpCode};
@@ -21,15 +22,92 @@ pub enum WeightDType {
     #[default]
     F16,
     F32,
+    /// MatMul weights and Embedding tables whose rows are a multiple of 32 wide in int8
+    /// blocks (llama.cpp's Q8_0), every other matrix in f16.
+    Int8,
+    /// As [`Int8`](Self::Int8), in int4 blocks (llama.cpp's Q4_1).
+    Int4,
+    /// A test reference: [`Int8`](Self::Int8)'s file with every quantized weight stored
+    /// instead as f32 values, its blocks dequantized (the same numbers through the f32
+    /// kernels). Not offered by the CLI.
+    Int8Simulated,
+    /// [`Int8Simulated`](Self::Int8Simulated) for [`Int4`](Self::Int4).
+    Int4Simulated,
 }
 
 impl WeightDType {
+    /// The storage of a matrix that is not quantized.
     pub fn dtype(self) -> DType {
         match self {
-            WeightDType::F16 => DType::F16,
             WeightDType::F32 => DType::F32,
+            _ => DType::F16,
         }
     }
+    /// The dtype quantizable matrices take (None: no quantization), and whether the
+    /// quantization is only simulated (dequantized values stored as f32).
+    pub fn quantized(self) -> Option<(DType, bool)> {
+        match self {
+            WeightDType::F16 | WeightDType::F32 => None,
+            WeightDType::Int8 => Some((DType::Int8, false)),
+            WeightDType::Int4 => Some((DType::Int4, false)),
+            WeightDType::Int8Simulated => Some((DType::Int8, true)),
+            WeightDType::Int4Simulated => Some((DType::Int4, true)),
+        }
+    }
+    /// The name `--dtype` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDType::F16 => "f16",
+            WeightDType::F32 => "f32",
+            WeightDType::Int8 => "int8",
+            WeightDType::Int4 => "int4",
+            WeightDType::Int8Simulated => "int8-simulated",
+            WeightDType::Int4Simulated => "int4-simulated",
+        }
+    }
+    /// The weight dtype `--dtype` names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::F16, Self::F32, Self::Int8, Self::Int4, Self::Int8Simulated, Self::Int4Simulated]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
+/// `values` as the bytes of a plain `dtype` (f16 or f32) weight.
+fn encode(name: &str, values: &[f32], dtype: DType) -> Result<Vec<u8>> {
+    Ok(match dtype {
+        DType::F16 => {
+            if let Some(&big) = values.iter().find(|v| v.abs() > f16::MAX.to_f32()) {
+                return Err(Error::F16Range { name: name.into(), value: big });
+            }
+            values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
+        }
+        DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::I32 | DType::Int8 | DType::Int4 => {
+            return Err(Error::TensorDType { name: name.into(), dtype: format!("{} weight", dtype.name()) });
+        }
+    })
+}
+
+/// Quantizes a row-major `[rows, cols]` matrix (cols a multiple of 32) into blocks of
+/// `dtype` (int8 or int4), 32 values of a row per block: the file's bytes.
+pub fn quantize_rows(values: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::Int4 => values.chunks(QK).flat_map(|c| bytemuck::bytes_of(&BlockQ4::quantize(c)).to_vec()).collect(),
+        _ => values.chunks(QK).flat_map(|c| bytemuck::bytes_of(&BlockQ8::quantize(c)).to_vec()).collect(),
+    }
+}
+
+/// The values the blocks of [`quantize_rows`] stand for (quantize, then dequantize).
+pub fn quantize_dequantize(values: &[f32], dtype: DType) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for (c, o) in values.chunks(QK).zip(out.chunks_mut(QK)) {
+        match dtype {
+            DType::Int4 => BlockQ4::quantize(c).dequantize_to(o),
+            _ => BlockQ8::quantize(c).dequantize_to(o),
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
@@ -57,7 +135,7 @@ impl TensorDef {
         self.shape.iter().product()
     }
     pub fn bytes(&self) -> usize {
-        self.elems() * self.dtype.size_bytes()
+        self.dtype.bytes_for(self.elems()).unwrap_or(usize::MAX)
     }
     pub fn cols(&self) -> usize {
         self.shape.last().copied().unwrap_or(1)
@@ -94,6 +172,11 @@ pub struct Graph {
     pub max_context: usize,
     /// Weights already added, by checkpoint name (tied weights are stored once).
     weight_ids: HashMap<String, TensorId>,
+    /// Quantizing conversions: the matrices added so far (stored in `dtype()` by
+    /// [`finish_weights`](Self::finish_weights)), with their f32 values.
+    matrices: Vec<(TensorId, Vec<f32>)>,
+    /// Matrices [`finish_weights`](Self::finish_weights) quantized.
+    pub quantized: usize,
 }
 
 impl Graph {
@@ -109,6 +192,8 @@ impl Graph {
             max_tokens: 0,
             max_context: 0,
             weight_ids: HashMap::new(),
+            matrices: Vec::new(),
+            quantized: 0,
         }
     }
 
@@ -173,16 +258,13 @@ impl Graph {
         if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
             return Err(Error::NonFinite { name: name.into(), value: bad });
         }
-        let bytes = match dtype {
-            DType::F16 => {
-                if let Some(&big) = values.iter().find(|v| v.abs() > f16::MAX.to_f32()) {
-                    return Err(Error::F16Range { name: name.into(), value: big });
-                }
-                values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
-            }
-            DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            DType::I32 => return Err(Error::TensorDType { name: name.into(), dtype: "i32 weight".into() }),
-        };
+        if dtype == self.weight_dtype.dtype() && self.weight_dtype.quantized().is_some() {
+            // A matrix of a quantizing conversion: stored by `finish_weights`, once its uses are known.
+            let id = self.push(name.to_string(), dtype, t.shape.clone(), TensorKind::Weight(Vec::new()));
+            self.matrices.push((id, values.to_vec()));
+            return Ok(id);
+        }
+        let bytes = encode(name, values, dtype)?;
         Ok(self.push(name.to_string(), dtype, t.shape.clone(), TensorKind::Weight(bytes)))
     }
 
@@ -287,6 +369,44 @@ impl Graph {
         }
         let shape = if cols == 1 && parts.iter().all(|(_, s)| s.len() == 1) { vec![rows] } else { vec![rows, cols] };
         self.weight_from(fused_name, &HostTensor::f32(shape, data), dtype)
+    }
+
+    /// Stores the matrices of a quantizing conversion, once every op is in: a matrix
+    /// that only MatMul weights and Embedding tables use (the slots that read blocks) and
+    /// whose rows are a multiple of 32 wide is quantized row by row (the fused QKV and
+    /// gate/up matrices after stacking: rows are independent); every other one is f16.
+    /// Returns how many were quantized. Does nothing for f16 / f32 conversions.
+    pub fn finish_weights(&mut self) -> Result<usize> {
+        let Some((qdtype, simulated)) = self.weight_dtype.quantized() else { return Ok(0) };
+        let fallback = self.weight_dtype.dtype();
+        for (id, values) in std::mem::take(&mut self.matrices) {
+            let uses: Vec<(OpCode, usize)> = self
+                .ops
+                .iter()
+                .flat_map(|op| {
+                    op.inputs.iter().enumerate().filter(|(_, i)| **i == Some(id)).map(|(s, _)| (op.opcode, s))
+                })
+                .collect();
+            let t = &self.tensors[id as usize];
+            let quantize = !uses.is_empty()
+                && uses.iter().all(|&u| matches!(u, (OpCode::MatMul, 1) | (OpCode::Embedding, 1)))
+                && t.shape.len() == 2
+                && t.cols().is_multiple_of(QK);
+            let name = t.name.clone();
+            let (dtype, bytes) = if quantize && simulated {
+                let v = quantize_dequantize(&values, qdtype);
+                (DType::F32, v.iter().flat_map(|v| v.to_le_bytes()).collect())
+            } else if quantize {
+                (qdtype, quantize_rows(&values, qdtype))
+            } else {
+                (fallback, encode(&name, &values, fallback)?)
+            };
+            self.quantized += usize::from(quantize);
+            let t = &mut self.tensors[id as usize];
+            t.dtype = dtype;
+            t.kind = TensorKind::Weight(bytes);
+        }
+        Ok(self.quantized)
     }
 
     /// Appends an op: its typed parameters (encoded as the runtime decodes them), inputs
@@ -548,5 +668,61 @@ impl Graph {
     /// Number of weight elements.
     pub fn parameter_count(&self) -> usize {
         self.tensors.iter().filter(|t| t.is_weight()).map(TensorDef::elems).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_dtype_names_round_trip() {
+        for d in [
+            WeightDType::F16,
+            WeightDType::F32,
+            WeightDType::Int8,
+            WeightDType::Int4,
+            WeightDType::Int8Simulated,
+            WeightDType::Int4Simulated,
+        ] {
+            assert_eq!(WeightDType::from_name(d.name()), Some(d));
+        }
+        assert_eq!(WeightDType::from_name("int3"), None);
+        assert_eq!(WeightDType::Int4.dtype(), DType::F16, "what is not quantized is f16");
+    }
+
+    #[test]
+    fn quantized_rows_are_blocks_and_dequantize_to_their_values() {
+        // [2, 64]: 4 blocks.
+        let v: Vec<f32> = (0..128).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+        for (dtype, block) in [(DType::Int8, 34), (DType::Int4, 20)] {
+            let bytes = quantize_rows(&v, dtype);
+            assert_eq!(bytes.len(), 4 * block);
+            let deq = quantize_dequantize(&v, dtype);
+            let step = if dtype == DType::Int8 { 1.25 / 127.0 } else { 2.5 / 15.0 };
+            for (a, b) in deq.iter().zip(&v) {
+                assert!((a - b).abs() <= 0.5 * step + 1e-3, "{dtype:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Only matrices used as MatMul weights / Embedding tables with rows of a multiple of
+    /// 32 are quantized; the others stay f16.
+    #[test]
+    fn finish_weights_quantizes_only_block_slots() {
+        let mut g = Graph::new("t", String::new(), WeightDType::Int8);
+        let x = g.activation("x", vec![2, 32]);
+        let w = g.weight_from("w", &HostTensor::f32(vec![4, 32], vec![0.5; 128]), DType::F16).unwrap();
+        let gamma = g.weight_from("g", &HostTensor::f32(vec![32], vec![1.0; 32]), DType::F16).unwrap();
+        let narrow = g.weight_from("n", &HostTensor::f32(vec![4, 4], vec![1.0; 16]), DType::F16).unwrap();
+        let h = g.layer_norm("ln", x, gamma, None, 1e-5);
+        let y = g.matmul("y", h, w, None, None, Activation::None);
+        g.matmul("z", y, narrow, None, None, Activation::None);
+        assert_eq!(g.finish_weights().unwrap(), 1);
+        assert_eq!(g.tensor(w).dtype, DType::Int8);
+        assert_eq!(g.tensor(w).bytes(), 4 * 34);
+        assert!(matches!(&g.tensor(w).kind, TensorKind::Weight(b) if b.len() == 4 * 34));
+        assert_eq!((g.tensor(gamma).dtype, g.tensor(narrow).dtype), (DType::F16, DType::F16));
+        assert!(matches!(&g.tensor(narrow).kind, TensorKind::Weight(b) if b.len() == 32));
     }
 }

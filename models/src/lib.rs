@@ -45,7 +45,8 @@ pub const DEFAULT_DECODER_CHUNK: usize = 16;
 /// Conversion settings.
 #[derive(Clone, Debug, Default)]
 pub struct ConvertOptions {
-    /// Storage type of matrices (vectors are always f32).
+    /// Storage type of matrices (vectors are always f32); int8 / int4 quantize the MatMul
+    /// weights and Embedding tables whose rows are a multiple of 32 wide.
     pub dtype: WeightDType,
     /// Fail if the `.mote` file would be larger than this.
     pub max_flash: Option<usize>,
@@ -70,6 +71,10 @@ pub struct Converted {
     pub op_counts: BTreeMap<&'static str, usize>,
     pub flash_bytes: usize,
     pub weight_bytes: usize,
+    /// Weights stored in int8 / int4 blocks.
+    pub quantized_tensors: usize,
+    /// What the file would take with those weights in f16 (the default `--dtype`).
+    pub f16_flash_bytes: usize,
     pub arena_bytes: usize,
     pub persistent_bytes: usize,
     pub lower_bound_bytes: usize,
@@ -155,6 +160,7 @@ pub fn build_graph(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Graph> {
             return Err(Error::UnknownArchitecture { found: arch, supported: SUPPORTED_ARCHITECTURES.to_vec() });
         }
     }
+    g.finish_weights()?;
     Ok(g)
 }
 
@@ -178,6 +184,8 @@ pub fn compile(g: &Graph, opts: &ConvertOptions) -> Result<Converted> {
         op_counts,
         flash_bytes: bytes.len(),
         weight_bytes,
+        quantized_tensors: g.tensors.iter().filter(|t| t.is_weight() && t.dtype.is_quantized()).count(),
+        f16_flash_bytes: writer::f16_file_bytes(g, bytes.len()),
         arena_bytes: plan.arena_bytes,
         persistent_bytes: plan.persistent_bytes,
         lower_bound_bytes: plan.lower_bound_bytes,

@@ -3,7 +3,7 @@
 use mote_runtime::Storage;
 use mote_runtime::format::{
     self, CHECKSUM_START, HEADER_BYTES, MAGIC, NONE, OP_RECORD_BYTES, SECTION_ENTRY_BYTES, TENSOR_RECORD_BYTES,
-    VERSION, WEIGHT_ALIGN, header, section,
+    VERSION, VERSION_1, WEIGHT_ALIGN, header, section,
 };
 
 use crate::error::{Error, Result};
@@ -22,6 +22,21 @@ fn pad_to(buf: &mut Vec<u8>, align: usize) {
     while !buf.len().is_multiple_of(align) {
         buf.push(0);
     }
+}
+
+/// Bytes of the WEIGHTS section with each weight taking `bytes(t)` (at 64-byte aligned
+/// offsets, as `write` lays them out).
+fn weights_len(g: &Graph, bytes: impl Fn(&crate::graph::TensorDef) -> usize) -> usize {
+    g.tensors.iter().filter(|t| t.is_weight()).fold(0, |len, t| len.next_multiple_of(WEIGHT_ALIGN) + bytes(t))
+}
+
+/// The size of the file `write` makes of `g` (`file_bytes` long) had its quantized
+/// weights been stored in f16: the WEIGHTS section is last, and only it changes.
+pub fn f16_file_bytes(g: &Graph, file_bytes: usize) -> usize {
+    let f16 = |t: &crate::graph::TensorDef| {
+        if t.dtype.is_quantized() { t.elems() * 2 } else { t.bytes() }
+    };
+    file_bytes - weights_len(g, |t| t.bytes()) + weights_len(g, f16)
 }
 
 /// Writes `g` with arena offsets from `plan`.
@@ -116,7 +131,9 @@ pub fn write(g: &Graph, plan: &Plan) -> Result<Vec<u8>> {
     let file_bytes = u32_of(out.len(), "file size")?;
     out[..8].copy_from_slice(&MAGIC);
     let mut set = |at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    set(header::VERSION, VERSION);
+    // Version 2 only when needed: files without quantized tensors stay version 1, byte for byte.
+    let quantized = g.tensors.iter().any(|t| t.is_weight() && t.dtype.is_quantized());
+    set(header::VERSION, if quantized { VERSION } else { VERSION_1 });
     set(header::HEADER_BYTES, HEADER_BYTES as u32);
     set(header::FILE_BYTES, file_bytes);
     set(header::SECTION_COUNT, sections.len() as u32);

@@ -26,6 +26,9 @@ pub enum Error {
     MissingSection { kind: &'static str },
     /// A tensor record is invalid.
     BadTensor { index: u32, reason: &'static str },
+    /// A block of a quantized (int8 / int4) tensor is invalid: `tensor` is the tensor's
+    /// index (`model::tensor_name` reads its name), `block` the block's index in it.
+    BadBlock { tensor: u32, block: u32, reason: &'static str },
     /// An op record is invalid.
     BadOp { index: u32, opcode: u32, reason: &'static str },
     /// A string (name, architecture, config) is out of range or not UTF-8.
@@ -72,6 +75,7 @@ impl fmt::Display for Error {
             }
             MissingSection { kind } => write!(f, "missing section {kind}"),
             BadTensor { index, reason } => write!(f, "bad tensor #{index}: {reason}"),
+            BadBlock { tensor, block, reason } => write!(f, "bad tensor #{tensor}, block #{block}: {reason}"),
             BadOp { index, opcode, reason } => {
                 let name = crate::format::OpCode::from_code(opcode).map_or("unknown", |o| o.name());
                 write!(f, "bad op #{index} ({name}, opcode {opcode}): {reason}")

@@ -1,4 +1,4 @@
-//! Layout constants of the `.mote` format, version 1. The single source of truth: the
+//! Layout constants of the `.mote` format, versions 1 and 2. The single source of truth: the
 //! writer in `mote-models` uses these, and `docs/FORMAT.md` describes them.
 //!
 //! All integers are little-endian. Byte offsets below are from the start of the file
@@ -6,8 +6,14 @@
 
 /// File magic: "MOTE" then CR LF SUB LF, which catches text-mode mangling (as PNG does).
 pub const MAGIC: [u8; 8] = *b"MOTE\r\n\x1a\n";
-/// Format version this runtime reads and writes.
-pub const VERSION: u32 = 1;
+/// Newest format version this runtime reads and writes: 2 adds the quantized dtypes
+/// (`int8`, `int4`). Writers use [`VERSION_1`] for a file without a quantized tensor, so
+/// f16 / f32 files stay version 1, byte for byte.
+pub const VERSION: u32 = 2;
+/// The first version: f32, f16 and i32 tensors only.
+pub const VERSION_1: u32 = 1;
+/// Weights per quantization block (along a tensor's last dimension).
+pub const QUANT_GROUP: usize = mote_kernels::quant::QK;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 64;
 /// Alignment the model buffer must have in memory, and of the weights section and of
@@ -93,6 +99,13 @@ pub enum DType {
     F32 = 0,
     F16 = 1,
     I32 = 2,
+    /// Blocks of [`QUANT_GROUP`] weights along the last dimension, llama.cpp's `Q8_0`:
+    /// f16 scale `d`, then 32 `i8` (34 bytes); weight = `d * q`. Weights only (version 2).
+    Int8 = 3,
+    /// Blocks of [`QUANT_GROUP`] weights along the last dimension, llama.cpp's `Q4_1`:
+    /// f16 scale `d`, f16 minimum `m`, then 16 bytes of nibbles (20 bytes); weight =
+    /// `d * q + m`. Weights only (version 2).
+    Int4 = 4,
 }
 
 impl DType {
@@ -101,20 +114,42 @@ impl DType {
             0 => Some(DType::F32),
             1 => Some(DType::F16),
             2 => Some(DType::I32),
+            3 => Some(DType::Int8),
+            4 => Some(DType::Int4),
             _ => None,
         }
     }
-    pub fn size_bytes(self) -> usize {
+    /// Stored in blocks of [`QUANT_GROUP`] weights (`int8`, `int4`).
+    pub fn is_quantized(self) -> bool {
+        matches!(self, DType::Int8 | DType::Int4)
+    }
+    /// Bytes of one element (f32, f16, i32), or of one block of [`QUANT_GROUP`] weights
+    /// (int8: 34, int4: 20).
+    pub fn unit_bytes(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
             DType::F16 => 2,
+            DType::Int8 => core::mem::size_of::<mote_kernels::quant::BlockQ8>(),
+            DType::Int4 => core::mem::size_of::<mote_kernels::quant::BlockQ4>(),
         }
+    }
+    /// Elements per unit of [`unit_bytes`](Self::unit_bytes): 1, or [`QUANT_GROUP`].
+    pub fn unit_elems(self) -> usize {
+        if self.is_quantized() { QUANT_GROUP } else { 1 }
+    }
+    /// Bytes of `elems` elements, rounded up to whole units (a prefix of a tensor); None
+    /// on overflow. For a whole quantized tensor, `elems` is rows * cols with cols a
+    /// multiple of [`QUANT_GROUP`] (checked at parse), so nothing is rounded.
+    pub fn bytes_for(self, elems: usize) -> Option<usize> {
+        elems.div_ceil(self.unit_elems()).checked_mul(self.unit_bytes())
     }
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::I32 => "i32",
+            DType::Int8 => "int8",
+            DType::Int4 => "int4",
         }
     }
 }
@@ -155,3 +190,24 @@ pub use crate::ops::OpCode;
 
 /// Attention flag bits (param 6).
 pub const ATTN_CAUSAL: u32 = crate::ops::attention::CAUSAL;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_codes_and_sizes() {
+        for code in 0..=4 {
+            assert_eq!(DType::from_code(code).map(|d| d as u8), Some(code));
+        }
+        assert_eq!(DType::from_code(5), None);
+        assert_eq!((DType::Int8.unit_bytes(), DType::Int4.unit_bytes()), (34, 20));
+        // [3, 64]: 3 rows of 2 blocks.
+        assert_eq!(DType::Int8.bytes_for(3 * 64), Some(3 * 2 * 34));
+        assert_eq!(DType::Int4.bytes_for(3 * 64), Some(3 * 2 * 20));
+        assert_eq!(DType::F16.bytes_for(5), Some(10));
+        assert_eq!(DType::F32.bytes_for(usize::MAX), None);
+        assert!(DType::Int4.is_quantized() && !DType::F16.is_quantized());
+        assert_eq!((DType::Int8.name(), DType::Int4.name()), ("int8", "int4"));
+    }
+}

@@ -160,7 +160,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     }
 
     fn bytes_mut(&mut self, t: &TensorInfo<'_>) -> Result<&mut [u8]> {
-        let len = self.active_elems(t) * t.dtype.size_bytes();
+        let len = t.dtype.bytes_for(self.active_elems(t)).unwrap_or(usize::MAX);
         let available = self.arena.len();
         self.arena.get_mut(t.offset..t.offset + len).ok_or(Error::ArenaTooSmall { needed: t.offset + len, available })
     }

@@ -40,7 +40,7 @@ pub use crc32::crc32;
 pub use error::Error;
 pub use format::{DType, OpCode, Storage};
 pub use interpreter::{Interpreter, OpHook};
-pub use model::{Model, OpRecord, Shape, TensorInfo};
+pub use model::{Model, OpRecord, Shape, TensorInfo, tensor_name};
 pub use mote_kernels::{Activation, force_scalar, kernel_path};
 pub use sampler::Sampler;
 

@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::format::{self, DType, OpCode, Storage, section};
 use crate::{Result, ops};
+use mote_kernels::quant::{BlockQ4, BlockQ8};
 
 /// Reads a little-endian u32 at `off`, if the bytes are there.
 #[inline]
@@ -53,7 +54,8 @@ pub struct TensorInfo<'a> {
     pub shape: Shape,
     /// Byte offset: into the weights section, or into the arena.
     pub offset: usize,
-    /// Byte length: elements times element size.
+    /// Byte length: elements times element size (quantized: rows * cols / 32 blocks
+    /// times the block size).
     pub bytes: usize,
 }
 
@@ -91,6 +93,7 @@ pub struct Model<'a> {
     max_tokens: usize,
     max_context: usize,
     file_bytes: usize,
+    version: u32,
     checksum: u32,
     architecture: &'a str,
     config_json: &'a str,
@@ -110,7 +113,7 @@ impl<'a> Model<'a> {
             return Err(Error::BadMagic);
         }
         let version = header_u32(bytes, format::header::VERSION)?;
-        if version != format::VERSION {
+        if version != format::VERSION && version != format::VERSION_1 {
             return Err(Error::UnsupportedVersion { found: version, supported: format::VERSION });
         }
         let header_bytes = header_u32(bytes, format::header::HEADER_BYTES)?;
@@ -206,12 +209,14 @@ impl<'a> Model<'a> {
             max_tokens,
             max_context,
             file_bytes,
+            version,
             checksum: stored,
             architecture,
             config_json,
         };
         for i in 0..model.tensor_count() {
-            model.decode_tensor(i, true)?;
+            let t = model.decode_tensor(i, true)?;
+            model.check_blocks(i, &t)?;
         }
         model.validate_io()?;
         for i in 0..model.op_count() {
@@ -250,6 +255,10 @@ impl<'a> Model<'a> {
     }
     pub fn file_bytes(&self) -> usize {
         self.file_bytes
+    }
+    /// The file's format version (1, or 2 when it holds quantized tensors).
+    pub fn version(&self) -> u32 {
+        self.version
     }
     pub fn weight_bytes(&self) -> usize {
         self.weights.len()
@@ -296,7 +305,8 @@ impl<'a> Model<'a> {
         let rank = rec[10].min(format::MAX_RANK as u8);
         let dims = [field(12), field(16), field(20), field(24)];
         let shape = Shape { rank, dims };
-        let bytes = dims[..rank as usize].iter().fold(dtype.size_bytes(), |b, &d| b.saturating_mul(d as usize));
+        let elems = dims[..rank as usize].iter().fold(1usize, |b, &d| b.saturating_mul(d as usize));
+        let bytes = dtype.bytes_for(elems).unwrap_or(usize::MAX);
         let seq = rec[11] & format::TENSOR_SEQ != 0;
         Some(TensorInfo { name: "", seq, dtype, storage, shape, offset: field(28) as usize, bytes })
     }
@@ -366,16 +376,36 @@ impl<'a> Model<'a> {
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
             .ok_or(bad("shape overflows when multiplied"))?;
-        let bytes = elems
-            .checked_mul(dtype.size_bytes())
-            .filter(|&b| b <= u32::MAX as usize)
-            .ok_or(bad("shape overflows when multiplied"))?;
+        if dtype.is_quantized() {
+            if self.version < format::VERSION {
+                return Err(bad(
+                    "a quantized dtype (int8 / int4) in a version-1 file (quantized tensors need version 2)",
+                ));
+            }
+            if storage != Storage::Weight {
+                return Err(bad("a quantized (int8 / int4) tensor in the arena: quantized tensors are weights only"));
+            }
+            if !(dims[rank as usize - 1] as usize).is_multiple_of(format::QUANT_GROUP) {
+                return Err(bad("group size 32 does not divide the row (the last dimension of an int8 / int4 tensor)"));
+            }
+        }
+        let bytes =
+            dtype.bytes_for(elems).filter(|&b| b <= u32::MAX as usize).ok_or(bad("shape overflows when multiplied"))?;
         let offset = field(28) as usize;
         let end = offset.checked_add(bytes).ok_or(bad("offset overflows"))?;
         match storage {
             Storage::Weight => {
                 if !offset.is_multiple_of(format::WEIGHT_ALIGN) {
                     return Err(bad("weight offset is not 64-byte aligned"));
+                }
+                if end > self.weights.len() && dtype.is_quantized() {
+                    // The first block that does not fit.
+                    let fit = self.weights.len().saturating_sub(offset) / dtype.unit_bytes();
+                    return Err(Error::BadBlock {
+                        tensor: idx,
+                        block: fit as u32,
+                        reason: "the blocks run past the end of the WEIGHTS section",
+                    });
                 }
                 if end > self.weights.len() {
                     return Err(bad("weight data lies past the end of the weights section"));
@@ -385,7 +415,7 @@ impl<'a> Model<'a> {
                 if !offset.is_multiple_of(format::ARENA_ALIGN) {
                     return Err(bad("arena offset is not 64-byte aligned"));
                 }
-                if dtype == DType::F16 {
+                if dtype != DType::F32 && dtype != DType::I32 {
                     return Err(bad("arena tensors are f32 or i32"));
                 }
                 let (lo, hi) = if storage == Storage::Persistent {
@@ -403,6 +433,36 @@ impl<'a> Model<'a> {
             return Err(bad("a token-rows tensor must be an arena tensor with max_tokens rows"));
         }
         Ok(TensorInfo { name, seq, dtype, storage, shape, offset, bytes })
+    }
+
+    /// Every block of a quantized weight has a finite scale (and, for int4, a finite
+    /// minimum): once, at parse, so the kernels never see a NaN or infinite scale.
+    #[cfg_attr(feature = "simd", optimize(size))] // cold: once per model (see lib.rs)
+    fn check_blocks(&self, index: usize, t: &TensorInfo<'a>) -> Result<()> {
+        let finite = |bits: u16| bits & 0x7C00 != 0x7C00; // f16: exponent all ones is inf / NaN
+        let bad = |block: usize, reason| Error::BadBlock { tensor: index as u32, block: block as u32, reason };
+        let data = self.weights.get(t.range()).unwrap_or(&[]);
+        match t.dtype {
+            DType::Int8 => {
+                let blocks: &[BlockQ8] = bytemuck::try_cast_slice(data).map_err(|_| bad(0, "blocks are misaligned"))?;
+                if let Some(b) = blocks.iter().position(|b| !finite(b.d)) {
+                    return Err(bad(b, "the scale d is NaN or infinite"));
+                }
+            }
+            DType::Int4 => {
+                let blocks: &[BlockQ4] = bytemuck::try_cast_slice(data).map_err(|_| bad(0, "blocks are misaligned"))?;
+                for (i, b) in blocks.iter().enumerate() {
+                    if !finite(b.d) {
+                        return Err(bad(i, "the scale d is NaN or infinite"));
+                    }
+                    if !finite(b.m) {
+                        return Err(bad(i, "the minimum m is NaN or infinite"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn decode_op(&self, index: usize) -> Result<OpRecord> {
@@ -527,4 +587,17 @@ impl Sections {
             .and_then(|(_, off, len)| bytes.get(off..off + len))
             .ok_or(Error::MissingSection { kind: section::name(kind) })
     }
+}
+
+/// The name of tensor `index` in the raw bytes of a `.mote` file, read without parsing or
+/// validating the rest of it (bounds-checked; None when it cannot be read). Host tools
+/// use it to name the tensor of an [`Error::BadTensor`] or [`Error::BadBlock`] that
+/// [`Model::parse`] returned.
+pub fn tensor_name(bytes: &[u8], index: u32) -> Option<&str> {
+    let sections = Sections::parse(bytes).ok()?;
+    let tensors = sections.get(bytes, section::TENSORS).ok()?;
+    let strings = sections.get(bytes, section::STRINGS).ok()?;
+    let rec = tensors.get((index as usize).checked_mul(format::TENSOR_RECORD_BYTES)?..)?;
+    let (off, len) = (u32_at(rec, 0)? as usize, u32_at(rec, 4)? as usize);
+    core::str::from_utf8(strings.get(off..off.checked_add(len)?)?).ok()
 }

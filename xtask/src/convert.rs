@@ -15,8 +15,10 @@ pub struct Args {
     /// Output .mote file.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Storage type of weight matrices (biases and norms stay f32).
-    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    /// Storage type of weight matrices (biases and norms stay f32). int8 / int4 store the
+    /// MatMul weights and Embedding tables whose rows are a multiple of 32 wide in
+    /// blocks of 32 (llama.cpp's Q8_0 / Q4_1); other matrices stay f16.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32", "int8", "int4"])]
     pub dtype: String,
     /// Fail if the .mote would be larger than this (e.g. 1M, 512K).
     #[arg(long, value_parser = parse_bytes)]
@@ -35,7 +37,7 @@ pub struct Args {
 
 pub fn options(a: &Args) -> ConvertOptions {
     ConvertOptions {
-        dtype: if a.dtype == "f32" { WeightDType::F32 } else { WeightDType::F16 },
+        dtype: WeightDType::from_name(&a.dtype).unwrap_or_default(),
         max_flash: a.max_flash,
         max_arena: a.max_arena,
         max_seq: a.max_seq,
@@ -56,6 +58,15 @@ pub fn print_summary(c: &Converted) {
         println!("output            {name} {shape:?}");
     }
     println!("flash bytes       {} (weights {})", bytes(c.flash_bytes), bytes(c.weight_bytes));
+    if c.quantized_tensors > 0 {
+        println!(
+            "quantized         {} tensors; flash bytes {} ({:.2}x the f16 file's {})",
+            c.quantized_tensors,
+            bytes(c.flash_bytes),
+            c.flash_bytes as f64 / c.f16_flash_bytes.max(1) as f64,
+            bytes(c.f16_flash_bytes)
+        );
+    }
     let pct = if c.lower_bound_bytes > 0 { 100.0 * c.arena_bytes as f64 / c.lower_bound_bytes as f64 } else { 100.0 };
     println!(
         "arena bytes       {} (lower bound {}, plan at {pct:.1}% of it)",

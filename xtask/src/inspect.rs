@@ -21,7 +21,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let buf = read_model(&a.model)?;
     let m = parse_model(&a.model, &buf)?;
     println!("file              {}", a.model.display());
-    println!("format            .mote v{} (checksum {:#010x} ok)", mote_runtime::format::VERSION, m.checksum());
+    println!("format            .mote v{} (checksum {:#010x} ok)", m.version(), m.checksum());
     println!("architecture      {}", m.architecture());
     println!("flash bytes       {} (weights {})", bytes(m.file_bytes()), bytes(m.weight_bytes()));
     println!("arena bytes       {} (persistent {})", bytes(m.arena_bytes()), bytes(m.persistent_bytes()));

@@ -55,7 +55,19 @@ pub fn read_model(path: &Path) -> Result<AlignedBytes> {
     AlignedBytes::read(path).with_context(|| format!("{}", path.display()))
 }
 
-/// Parses a .mote, naming the file in the error.
+/// Parses a .mote, naming the file (and the tensor of a tensor error) in the error.
 pub fn parse_model<'a>(path: &Path, bytes: &'a AlignedBytes) -> Result<Model<'a>> {
-    Model::parse(bytes).with_context(|| format!("{}", path.display()))
+    Model::parse(bytes).map_err(|e| {
+        let tensor = match e {
+            mote_runtime::Error::BadTensor { index, .. } | mote_runtime::Error::BadBlock { tensor: index, .. } => {
+                mote_runtime::tensor_name(bytes, index)
+            }
+            _ => None,
+        };
+        let err = anyhow::Error::new(e);
+        match tensor {
+            Some(name) => err.context(format!("{}: tensor {name:?}", path.display())),
+            None => err.context(format!("{}", path.display())),
+        }
+    })
 }

@@ -477,3 +477,46 @@ fn embed_minilm_sentences_like_sentence_transformers() {
     }
     fails_with(&["embed", m.to_str().unwrap(), "--tokenizer", "/nonexistent.json", "x"], &["nonexistent.json"]);
 }
+
+#[test]
+fn convert_int8_inspect_and_a_bad_block_named() {
+    let d = scratch("int8");
+    let m = d.join("q.mote");
+    let (ok, stdout, err) =
+        xtask(&["convert", golden("vit_a").to_str().unwrap(), "-o", m.to_str().unwrap(), "--dtype", "int8"]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("quantized         9 tensors") && stdout.contains("the f16 file's 46,164 B"), "{stdout}");
+    let (ok, stdout, _) = xtask(&["inspect", m.to_str().unwrap()]);
+    assert!(ok && stdout.contains(".mote v2") && stdout.contains(" int8 "), "{stdout}");
+    let inputs = golden("vit_a").join("inputs.safetensors");
+    let expected = golden("vit_a").join("expected.safetensors");
+    let (ok, stdout, err) = xtask(&[
+        "validate",
+        m.to_str().unwrap(),
+        "--input",
+        inputs.to_str().unwrap(),
+        "--reference",
+        expected.to_str().unwrap(),
+        "--min-cosine",
+        "0.999",
+    ]);
+    assert!(ok && stdout.contains("3/3"), "{stdout}{err}");
+    // Block 2 of the first int8 tensor with a NaN scale: refused, naming the tensor and block.
+    let mut b = std::fs::read(&m).unwrap();
+    let (name, at) = {
+        let buf = mote_models::host::AlignedBytes::new(&b);
+        let model = mote_runtime::Model::parse(&buf).unwrap();
+        let t = (0..model.tensor_count()).map(|i| model.tensor(i).unwrap()).find(|t| t.dtype.is_quantized()).unwrap();
+        let weights = b.len() - model.weight_bytes();
+        (t.name.to_string(), weights + t.offset + 2 * 34)
+    };
+    b[at..at + 2].copy_from_slice(&0x7E00u16.to_le_bytes());
+    let crc = mote_runtime::crc32(&b[mote_runtime::format::CHECKSUM_START..]);
+    b[20..24].copy_from_slice(&crc.to_le_bytes());
+    let t = d.join("nan.mote");
+    std::fs::write(&t, &b).unwrap();
+    fails_with(&["inspect", t.to_str().unwrap()], &[&name, "block #2", "scale d is NaN or infinite"]);
+    // An unknown --dtype is refused by name, listing the ones there are.
+    let (ok, _, err) = xtask(&["convert", golden("vit_a").to_str().unwrap(), "-o", "/dev/null", "--dtype", "int3"]);
+    assert!(!ok && err.contains("int3") && err.contains("int4"), "{err}");
+}

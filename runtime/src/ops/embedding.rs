@@ -1,4 +1,5 @@
-//! Embedding: in ids (i32 arena), table [vocab, dim]; out[i] = table[ids[i]].
+//! Embedding: in ids (i32 arena), table [vocab, dim] (f32, f16, or int8 / int4 blocks
+//! along dim); out[i] = table[ids[i]].
 
 use mote_kernels as k;
 
@@ -31,7 +32,7 @@ pub(super) fn validate(c: &Check<'_, '_>, p: &Params, out: &TensorInfo<'_>) -> R
     let ids = c.tensor(c.op.inputs[0])?;
     c.ensure(ids.storage == Storage::Arena && ids.dtype == DType::I32, "ids are not an i32 arena tensor")?;
     c.same_rows(&ids, out)?;
-    c.elems_eq(&c.fixed(1)?, mul(p.vocab, p.dim), "table is not [vocab, dim]")?;
+    c.matrix(1, p.vocab, p.dim, "table is not [vocab, dim]")?;
     c.elems_eq(out, mul(ids.elems(), p.dim), "output is not [ids, dim]")
 }
 
@@ -39,6 +40,9 @@ pub(super) fn execute(e: Exec<'_, '_, '_>, p: &Params) -> Result<()> {
     let ids_t = e.tensor(0)?;
     let ids = e.frame.i32(&ids_t, elems(&ids_t, e.run.n))?;
     let rows = ids.iter().map(|&id| usize::try_from(id).unwrap_or(usize::MAX));
-    k::embedding::ref_embedding(e.src(1)?, p.dim, rows, e.out);
+    match e.quant(1)? {
+        Some(table) => k::quant::ref_embedding_q(table, p.dim, rows, e.out),
+        None => k::embedding::ref_embedding(e.src(1)?, p.dim, rows, e.out),
+    }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! MatMul: in x [m, >= x_col + k] (activation), w [n, k], bias? [n], residual? [m, n];
+//! MatMul: in x [m, >= x_col + k] (activation), w [n, k] (f32, f16, or int8 / int4
+//! blocks along k), bias? [n], residual? [m, n];
 //! out = act(x[:, x_col..x_col + k] w^T + bias) + residual.
 
 use mote_kernels::{self as k, Activation};
@@ -41,9 +42,12 @@ pub(super) fn validate(c: &Check<'_, '_>, p: &Params, out: &TensorInfo<'_>) -> R
         p.x_col.checked_add(p.k).is_some_and(|end| end <= x.shape.cols()),
         "x columns x_col..x_col+k lie past the row",
     )?;
-    let w = c.operand(1)?;
+    let w = c.tensor(c.op.inputs[1])?;
     c.ensure(!w.seq, "the weight has token rows")?;
-    c.elems_eq(&w, mul(p.n, p.k), "weight is not [n, k]")?;
+    let w = c.matrix(1, p.n, p.k, "weight is not [n, k]")?;
+    if w.dtype.is_quantized() {
+        c.ensure(p.k.is_multiple_of(crate::format::QUANT_GROUP), "a quantized weight needs k a multiple of 32")?;
+    }
     if let Some(b) = c.opt_operand(2)? {
         c.ensure(!b.seq, "the bias has token rows")?;
         c.elems_eq(&b, Some(p.n), "bias is not [n]")?;
@@ -59,7 +63,10 @@ pub(super) fn execute(e: Exec<'_, '_, '_>, p: &Params) -> Result<()> {
     let m = e.rows(&e.out_t);
     let x_cols = e.tensor(0)?.shape.cols();
     let x = cols(e.act(0)?, p.x_col);
-    let (w, b, r) = (e.src(1)?, e.opt_src(2)?, e.opt_act(3)?);
-    k::matmul::matmul_strided(x, x_cols, w, b, r, p.act, e.out, m, p.k, p.n);
+    let (b, r) = (e.opt_src(2)?, e.opt_act(3)?);
+    match e.quant(1)? {
+        Some(w) => k::quant::matmul_q(x, x_cols, w, b, r, p.act, e.out, m, p.k, p.n),
+        None => k::matmul::matmul_strided(x, x_cols, e.src(1)?, b, r, p.act, e.out, m, p.k, p.n),
+    }
     Ok(())
 }

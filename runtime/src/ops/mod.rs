@@ -15,6 +15,7 @@
 //! this one by a test.
 
 use mote_kernels::Src;
+use mote_kernels::quant::QWeights;
 
 use crate::Result;
 use crate::error::Error;
@@ -271,9 +272,30 @@ impl<'a> Check<'_, 'a> {
     /// Input `slot`: f32 or f16, weight or activation.
     fn operand(&self, slot: usize) -> Result<TensorInfo<'a>> {
         let t = self.tensor(self.op.inputs[slot])?;
+        if t.dtype.is_quantized() {
+            return Err(self.err(
+                "an operand is a quantized (int8 / int4) tensor, which only a MatMul weight or an Embedding table may be",
+            ));
+        }
         if t.dtype == DType::I32 || t.storage == Storage::Persistent {
             return Err(self.err("an operand is not an f32/f16 weight or activation"));
         }
+        Ok(t)
+    }
+    /// Input `slot`: a [`fixed`](Self::fixed) operand that may also be a quantized
+    /// `[rows, cols]` weight (MatMul's weight, Embedding's table), whose blocks run along
+    /// rows of exactly `cols` (a multiple of the group size, checked by the tensor's
+    /// parse).
+    fn matrix(&self, slot: usize, rows: usize, cols: usize, reason: &'static str) -> Result<TensorInfo<'a>> {
+        let t = self.tensor(self.op.inputs[slot])?;
+        if !t.dtype.is_quantized() {
+            let t = self.fixed(slot)?;
+            self.elems_eq(&t, mul(rows, cols), reason)?;
+            return Ok(t);
+        }
+        // Quantized tensors are weights (checked by the tensor's parse), so never token rows.
+        self.ensure(t.storage == Storage::Weight && !t.seq, "a quantized operand is not a weight")?;
+        self.ensure(t.shape.cols() == cols && t.shape.rows() == rows, reason)?;
         Ok(t)
     }
     fn opt_operand(&self, slot: usize) -> Result<Option<TensorInfo<'a>>> {
@@ -367,7 +389,7 @@ fn misaligned() -> Error {
 impl<'x> Frame<'x> {
     /// The first `count` elements of `t` (all of a weight).
     fn bytes(&self, t: &TensorInfo<'_>, count: usize) -> Option<&'x [u8]> {
-        let len = count.checked_mul(t.dtype.size_bytes())?.min(t.bytes);
+        let len = t.dtype.bytes_for(count)?.min(t.bytes);
         let r = t.offset..t.offset + len;
         match t.storage {
             Storage::Weight => self.weights.get(r),
@@ -389,7 +411,19 @@ impl<'x> Frame<'x> {
         let b = self.bytes(t, count).ok_or_else(misaligned)?;
         Ok(match t.dtype {
             DType::F16 => Src::F16(bytemuck::try_cast_slice(b).map_err(|_| misaligned())?),
-            _ => Src::F32(bytemuck::try_cast_slice(b).map_err(|_| misaligned())?),
+            DType::F32 | DType::I32 => Src::F32(bytemuck::try_cast_slice(b).map_err(|_| misaligned())?),
+            // Validation gives quantized tensors only to the slots that read them as blocks.
+            DType::Int8 | DType::Int4 => return Err(misaligned()),
+        })
+    }
+    /// A whole quantized weight as its blocks (weights are 64-byte aligned, blocks
+    /// 2-byte aligned); None when `t` is not quantized.
+    fn quant(&self, t: &TensorInfo<'_>) -> Result<Option<QWeights<'x>>> {
+        let b = || self.weights.get(t.range()).ok_or_else(misaligned);
+        Ok(match t.dtype {
+            DType::Int8 => Some(QWeights::Q8(bytemuck::try_cast_slice(b()?).map_err(|_| misaligned())?)),
+            DType::Int4 => Some(QWeights::Q4(bytemuck::try_cast_slice(b()?).map_err(|_| misaligned())?)),
+            _ => None,
         })
     }
 }
@@ -466,6 +500,11 @@ impl<'x, 'a> Exec<'x, '_, 'a> {
     /// Rows of `t` in this call.
     fn rows(&self, t: &TensorInfo<'_>) -> usize {
         rows(t, self.run.n)
+    }
+    /// The quantized weight in input `slot`, or None when it is f32 / f16.
+    fn quant(&self, slot: usize) -> Result<Option<QWeights<'x>>> {
+        let t = self.tensor(slot)?;
+        self.frame.quant(&t)
     }
     fn src(&self, slot: usize) -> Result<Src<'x>> {
         let t = self.tensor(slot)?;
