@@ -216,7 +216,9 @@ impl<'a> Model<'a> {
         };
         for i in 0..model.tensor_count() {
             let t = model.decode_tensor(i, true)?;
-            model.check_blocks(i, &t)?;
+            if cfg!(feature = "quant") {
+                model.check_blocks(i, &t)?; // (without `quant`, decode_tensor refused them)
+            }
         }
         model.validate_io()?;
         for i in 0..model.op_count() {
@@ -377,6 +379,11 @@ impl<'a> Model<'a> {
             .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
             .ok_or(bad("shape overflows when multiplied"))?;
         if dtype.is_quantized() {
+            if !cfg!(feature = "quant") {
+                return Err(bad(
+                    "int8 / int4 weights are not compiled into this runtime: enable the mote-runtime feature `quant`",
+                ));
+            }
             if self.version < format::VERSION {
                 return Err(bad(
                     "a quantized dtype (int8 / int4) in a version-1 file (quantized tensors need version 2)",

@@ -145,6 +145,10 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
         cmd.arg("--no-default-features");
         features.push("simd".into());
         features.extend(opts.families.iter().cloned());
+        // The families chosen by hand: int8 / int4 kernels only for a model that has them.
+        if has_quantized(&model)? {
+            features.push("quant".into());
+        }
     }
     cmd.arg("--features").arg(features.join(","));
     let target_dir = target_dir(board);
@@ -161,6 +165,14 @@ pub fn build(board: &Board, model: &Path, opts: &BuildOptions) -> Result<PathBuf
         bail!("building the firmware for {} failed ({status})", board.name);
     }
     Ok(target_dir.join(board.target).join("release/mote-firmware"))
+}
+
+/// Whether the model file holds int8 / int4 weights.
+fn has_quantized(model: &Path) -> Result<bool> {
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let bytes = mote_models::host::AlignedBytes::new(&bytes);
+    let m = mote_runtime::Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    Ok((0..m.tensor_count()).filter_map(|i| m.tensor(i)).any(|t| t.dtype.is_quantized()))
 }
 
 /// The compiler flags of every Cortex-M build: the board's CPU, and no runtime loop

@@ -41,8 +41,8 @@ pub(super) fn execute(e: Exec<'_, '_, '_>, p: &Params) -> Result<()> {
     let ids = e.frame.i32(&ids_t, elems(&ids_t, e.run.n))?;
     let rows = ids.iter().map(|&id| usize::try_from(id).unwrap_or(usize::MAX));
     match e.quant(1)? {
-        Some(table) => k::quant::ref_embedding_q(table, p.dim, rows, e.out),
-        None => k::embedding::ref_embedding(e.src(1)?, p.dim, rows, e.out),
+        Some(table) if cfg!(feature = "quant") => k::quant::ref_embedding_q(table, p.dim, rows, e.out),
+        _ => k::embedding::ref_embedding(e.src(1)?, p.dim, rows, e.out),
     }
     Ok(())
 }

@@ -65,8 +65,9 @@ pub(super) fn execute(e: Exec<'_, '_, '_>, p: &Params) -> Result<()> {
     let x = cols(e.act(0)?, p.x_col);
     let (b, r) = (e.opt_src(2)?, e.opt_act(3)?);
     match e.quant(1)? {
-        Some(w) => k::quant::matmul_q(x, x_cols, w, b, r, p.act, e.out, m, p.k, p.n),
-        None => k::matmul::matmul_strided(x, x_cols, e.src(1)?, b, r, p.act, e.out, m, p.k, p.n),
+        // (Without `quant` the parser refused quantized weights: no int8 / int4 kernel is linked.)
+        Some(w) if cfg!(feature = "quant") => k::quant::matmul_q(x, x_cols, w, b, r, p.act, e.out, m, p.k, p.n),
+        _ => k::matmul::matmul_strided(x, x_cols, e.src(1)?, b, r, p.act, e.out, m, p.k, p.n),
     }
     Ok(())
 }

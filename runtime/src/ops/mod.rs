@@ -419,6 +419,9 @@ impl<'x> Frame<'x> {
     /// A whole quantized weight as its blocks (weights are 64-byte aligned, blocks
     /// 2-byte aligned); None when `t` is not quantized.
     fn quant(&self, t: &TensorInfo<'_>) -> Result<Option<QWeights<'x>>> {
+        if !cfg!(feature = "quant") {
+            return Ok(None); // refused at parse: the quantized kernels are not linked
+        }
         let b = || self.weights.get(t.range()).ok_or_else(misaligned);
         Ok(match t.dtype {
             DType::Int8 => Some(QWeights::Q8(bytemuck::try_cast_slice(b()?).map_err(|_| misaligned())?)),
