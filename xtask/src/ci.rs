@@ -90,7 +90,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "mote-runtime",
             "--no-default-features",
             "--features",
-            "mote-runtime/vit,mote-runtime/transformer,mote-runtime/ssm",
+            "mote-runtime/vit,mote-runtime/transformer,mote-runtime/ssm,mote-runtime/quant",
             "--target-dir",
             "target/stable",
         ],

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mote_models::ConvertOptions;
+use mote_models::graph::WeightDType;
 use mote_models::tensor::read_safetensors;
 
 use crate::firmware::{self, BuildOptions};
@@ -23,15 +24,17 @@ struct CiModel {
     input: &'static str,
     items: Option<usize>,
     max_seq: Option<usize>,
+    dtype: WeightDType,
 }
 
-const MODELS: [CiModel; 3] = [
+const MODELS: [CiModel; 4] = [
     CiModel {
         name: "digits-vit",
         dir: "demo/digits-vit",
         input: "demo/digits-vit/test.safetensors",
         items: Some(4),
         max_seq: None,
+        dtype: WeightDType::F16,
     },
     CiModel {
         name: "llama_a",
@@ -39,6 +42,7 @@ const MODELS: [CiModel; 3] = [
         input: "tests/data/llama/llama_a/inputs.safetensors",
         items: None,
         max_seq: Some(64),
+        dtype: WeightDType::F16,
     },
     CiModel {
         name: "mamba_a",
@@ -46,12 +50,22 @@ const MODELS: [CiModel; 3] = [
         input: "tests/data/mamba/mamba_a/inputs.safetensors",
         items: None,
         max_seq: None,
+        dtype: WeightDType::F16,
+    },
+    // int8 weights (the board's quantized matmul kernels) against the host's.
+    CiModel {
+        name: "digits-vit-int8",
+        dir: "demo/digits-vit",
+        input: "demo/digits-vit/test.safetensors",
+        items: Some(4),
+        max_seq: None,
+        dtype: WeightDType::Int8,
     },
 ];
 
 fn convert(m: &CiModel, out_dir: &Path) -> Result<PathBuf> {
     let root = crate::workspace_root();
-    let opts = ConvertOptions { max_seq: m.max_seq, ..ConvertOptions::default() };
+    let opts = ConvertOptions { max_seq: m.max_seq, dtype: m.dtype, ..ConvertOptions::default() };
     let c = mote_models::convert_dir(&root.join(m.dir), &opts).with_context(|| format!("converting {}", m.dir))?;
     let path = out_dir.join(format!("{}.mote", m.name));
     std::fs::write(&path, &c.bytes)?;
@@ -137,7 +151,7 @@ pub fn run() -> Result<()> {
             let tokens = o.tokens.map(|(eq, n)| format!(" tokens {eq}/{n}")).unwrap_or_default();
             let argmax: (usize, usize) = o.outputs.iter().fold((0, 0), |(a, r), c| (a + c.argmax_agree, r + c.rows));
             let line = format!(
-                "{board_name:<4} {:<11} max|diff| {:.2e} argmax {}/{}{tokens}  flash {} (text {} rodata {} model {})  RAM {} (bss {} arena {} stack {})  {cost}  [{:.0} s]",
+                "{board_name:<4} {:<15} max|diff| {:.2e} argmax {}/{}{tokens}  flash {} (text {} rodata {} model {})  RAM {} (bss {} arena {} stack {})  {cost}  [{:.0} s]",
                 m.name,
                 o.max_abs(),
                 argmax.0,

@@ -22,18 +22,29 @@ pub struct Args {
     /// Model directory (default: the bundled demo/digits-vit).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
-    /// Where to write the converted model.
-    #[arg(long, default_value = "target/demo/digits-vit.mote")]
-    pub output: PathBuf,
+    /// Where to write the converted model (default: target/demo/digits-vit.mote, or
+    /// digits-vit-int8.mote / -int4 / -f32 for the other weight types).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Storage type of the weight matrices, as `convert --dtype`: int8 / int4 quantize
+    /// the matmul weights (blocks of 32), and the demo then runs them on the host and on
+    /// the emulated Cortex-M4.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32", "int8", "int4"])]
+    pub dtype: String,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let dir = a.model_dir.unwrap_or_else(|| crate::workspace_root().join("demo/digits-vit"));
     println!("Mote demo: a ViT trained on scikit-learn's 8x8 digits ({})\n", dir.display());
-    let converted = mote_models::convert_dir(&dir, &ConvertOptions::default())
-        .with_context(|| format!("converting {}", dir.display()))?;
+    let dtype = mote_models::WeightDType::from_name(&a.dtype).unwrap_or_default();
+    let opts = ConvertOptions { dtype, ..ConvertOptions::default() };
+    let converted = mote_models::convert_dir(&dir, &opts).with_context(|| format!("converting {}", dir.display()))?;
     print_summary(&converted);
-    let out = if a.output.is_relative() { crate::workspace_root().join(&a.output) } else { a.output.clone() };
+    let output = a.output.clone().unwrap_or_else(|| match a.dtype.as_str() {
+        "f16" => PathBuf::from("target/demo/digits-vit.mote"),
+        d => PathBuf::from(format!("target/demo/digits-vit-{d}.mote")),
+    });
+    let out = if output.is_relative() { crate::workspace_root().join(&output) } else { output };
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p)?;
     }

@@ -437,26 +437,44 @@ fn run_q(x: &[f32], xs: usize, w: QWeights<'_>, out: &mut [f32], m: usize, k: us
             // KC is a multiple of QK: a panel holds whole blocks.
             for c in 0..NR {
                 let blocks = (c < nr).then(|| w.blocks_range((j0 + c) * nb + k0 / QK, kc / QK));
-                pack_q(blocks, &mut p[c..]);
+                pack_q(blocks, p, c);
             }
             rows(x, xs, p, out, m, n, j0, k0);
         }
     }
 }
 
-/// One column of a panel: panel[kk * NR] = weight kk of the blocks (0 without blocks).
+/// Column `c` of a panel: panel[kk * NR + c] = weight kk of the blocks (0 without
+/// blocks); the panel holds whole blocks (`KC` is a multiple of `QK`).
 #[inline(never)]
-fn pack_q(blocks: Option<QWeights<'_>>, panel: &mut [f32]) {
-    let col = panel.iter_mut().step_by(NR);
+fn pack_q(blocks: Option<QWeights<'_>>, panel: &mut [f32], c: usize) {
+    let c = c % NR;
+    let chunks = panel.chunks_exact_mut(NR * QK);
     match blocks {
-        None => col.for_each(|p| *p = 0.0),
+        None => panel.iter_mut().skip(c).step_by(NR).for_each(|p| *p = 0.0),
         Some(QWeights::Q8(b)) => {
-            let ws = b.iter().flat_map(|b| b.q.iter().map(|&q| b.scale() * f32::from(q)));
-            col.zip(ws).for_each(|(p, w)| *p = w);
+            for (blk, p) in b.iter().zip(chunks) {
+                let d = blk.scale();
+                for (p, q) in p.chunks_exact_mut(NR * KU).zip(blk.q.chunks_exact(KU)) {
+                    for s in 0..KU {
+                        p[s * NR + c] = d * f32::from(q[s]);
+                    }
+                }
+            }
         }
         Some(QWeights::Q4(b)) => {
-            let ws = b.iter().flat_map(|b| (0..QK).map(|t| fma(b.scale(), f32::from(b.nibble(t)), b.min())));
-            col.zip(ws).for_each(|(p, w)| *p = w);
+            const H: usize = QK / 2;
+            for (blk, p) in b.iter().zip(chunks) {
+                let (d, m) = (blk.scale(), blk.min());
+                let (lo, hi) = p.split_at_mut(H * NR);
+                let halves = lo.chunks_exact_mut(NR * KU).zip(hi.chunks_exact_mut(NR * KU));
+                for ((lo, hi), q) in halves.zip(blk.q.chunks_exact(KU)) {
+                    for s in 0..KU {
+                        lo[s * NR + c] = fma(d, f32::from(q[s] & 0x0F), m);
+                        hi[s * NR + c] = fma(d, f32::from(q[s] >> 4), m);
+                    }
+                }
+            }
         }
     }
 }
