@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use mote_runtime::{Interpreter, Model};
+use mote_runtime::Interpreter;
+#[cfg(test)]
+use mote_runtime::Model;
 
 use crate::text::load_tokenizer;
 use crate::util::{parse_model, read_model};
@@ -84,6 +86,7 @@ pub fn windows(ids: &[i32], window: usize) -> impl Iterator<Item = &[i32]> {
 }
 
 /// Mean NLL over every prediction of every window (and the prediction count).
+#[cfg(test)]
 pub fn mean_nll(model: &Model<'_>, ids: &[i32], window: usize) -> Result<(f64, usize)> {
     let mut arena = vec![0u8; Interpreter::arena_bytes_for(model)];
     let mut interp = Interpreter::new(model, &mut arena)?;
@@ -132,7 +135,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
 
     let mut arena = vec![0u8; Interpreter::arena_bytes_for(&model)];
     let mut interp = Interpreter::new(&model, &mut arena)?;
-    let n_windows = ids.len().div_ceil(window);
+    let n_windows = windows(&ids, window).count();
     let (mut sum, mut count, mut run_tokens) = (0.0, 0usize, 0usize);
     let start = Instant::now();
     for (i, w) in windows(&ids, window).enumerate() {
