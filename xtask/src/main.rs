@@ -11,6 +11,7 @@ mod firmware;
 mod infer;
 mod inspect;
 mod ktest;
+mod perplexity;
 mod qemu;
 mod text;
 mod util;
@@ -39,6 +40,8 @@ enum Cmd {
     Validate(infer::ValidateArgs),
     /// Generate text with a causal language model (tokens stream as they come).
     Generate(text::GenerateArgs),
+    /// Perplexity of a causal language model on a text (non-overlapping windows).
+    Perplexity(perplexity::Args),
     /// Sentence embeddings (mean pooling + L2 normalisation) with an encoder.
     Embed(text::EmbedArgs),
     /// Convert the bundled digits ViT, run its test set, print accuracy and footprint.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Validate(a) => infer::run_validate(a),
         Cmd::Generate(a) => text::run_generate(a),
         Cmd::Embed(a) => text::run_embed(a),
+        Cmd::Perplexity(a) => perplexity::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Qemu(a) => qemu::run_qemu(a),

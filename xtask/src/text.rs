@@ -58,7 +58,7 @@ pub struct EmbedArgs {
     pub output: Option<PathBuf>,
 }
 
-fn load_tokenizer(path: &PathBuf) -> Result<Tokenizer> {
+pub fn load_tokenizer(path: &PathBuf) -> Result<Tokenizer> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
