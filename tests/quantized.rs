@@ -1,5 +1,8 @@
 //! Quantized weights end to end: every family's test checkpoints converted with
 //! `--dtype int8` and `int4`, run, and compared
+//! - with the same file through the scalar reference kernels (`force_scalar`): the fast
+//!   kernels dequantize the same blocks and sum the same products in another order, so
+//!   they must agree to f32 summation order ([`MAX_REL_REFERENCE`]);
 //! - with the same checkpoint converted with the quantized weights stored as f32 values
 //!   (their blocks dequantized, `WeightDType::Int8Simulated`): the same numbers through
 //!   the f32 kernels, so format, runtime and quantized kernels must agree to summation
@@ -8,14 +11,20 @@
 //!   what was measured (printed by each case).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use mote_models::host::AlignedBytes;
 use mote_models::{ConvertOptions, Converted, HostTensor, WeightDType};
 use mote_runtime::{DType, Model, Storage};
 use mote_tests::{convert_with, data, run, tensors};
 
-/// Quantized file vs its simulated f32 twin: max abs difference over the output's
-/// largest magnitude.
+/// `force_scalar` is process-wide: the cases of this file run one at a time.
+static KERNEL_PATH: Mutex<()> = Mutex::new(());
+
+/// Fast kernels vs the scalar reference on the same quantized file: max abs difference
+/// over the output's largest magnitude.
+const MAX_REL_REFERENCE: f32 = 1e-4;
+/// Quantized file vs its simulated f32 twin: the same measure.
 const MAX_REL_SIMULATED: f32 = 1e-4;
 /// Quantized file vs transformers: max abs error over the expected output's largest
 /// magnitude. Measured over these checkpoints: int8 at most 0.032 (BERT's pooler; logits
@@ -73,6 +82,7 @@ fn check_file(name: &str, c: &Converted, dtype: DType) {
 }
 
 fn case(family: &str, name: &str) {
+    let _one = KERNEL_PATH.lock().unwrap_or_else(|e| e.into_inner());
     let dir = data(&format!("{family}/{name}"));
     let inputs = tensors(&dir.join("inputs.safetensors"));
     let expected = tensors(&dir.join("expected.safetensors"));
@@ -88,15 +98,21 @@ fn case(family: &str, name: &str) {
         assert_eq!(cs.quantized_tensors, 0);
         assert!(cq.quantized_tensors > 0 || !name.ends_with("_a"), "{name}: nothing quantized");
         let (gq, gs) = (run(&cq.bytes, &inputs), run(&cs.bytes, &inputs));
-        for ((out, vq, want), (_, vs, _)) in float_outputs(&gq, &expected).zip(float_outputs(&gs, &expected)) {
+        mote_runtime::force_scalar(true);
+        let gr = run(&cq.bytes, &inputs);
+        mote_runtime::force_scalar(false);
+        let outs = float_outputs(&gq, &expected).zip(float_outputs(&gs, &expected)).zip(float_outputs(&gr, &expected));
+        for (((out, vq, want), (_, vs, _)), (_, vr, _)) in outs {
+            let rel_ref = max_abs_diff(&vq, &vr) / amax(&vr);
             let rel_sim = max_abs_diff(&vq, &vs) / amax(&vs);
             let err_golden = max_abs_diff(&vq, &want);
             let rel_golden = err_golden / amax(&want);
             println!(
-                "{name} {q:?} {out}: {} weights quantized, {} B (f16 {} B); vs simulated f32 {rel_sim:.2e} \
-                 rel; vs transformers max abs {err_golden:.3e} ({rel_golden:.4} of the output's scale)",
+                "{name} {q:?} {out}: {} weights quantized, {} B (f16 {} B); vs reference kernels \
+                 {rel_ref:.2e} rel, vs simulated f32 {rel_sim:.2e} rel; vs transformers max abs {err_golden:.3e} ({rel_golden:.4} of the output's scale)",
                 cq.quantized_tensors, cq.flash_bytes, cq.f16_flash_bytes
             );
+            assert!(rel_ref <= MAX_REL_REFERENCE, "{name} {q:?} {out}: {rel_ref} vs the reference kernels");
             assert!(rel_sim <= MAX_REL_SIMULATED, "{name} {q:?} {out}: {rel_sim} vs the simulated f32 file");
             assert!(rel_golden <= golden_bound, "{name} {q:?} {out}: {rel_golden} vs transformers");
         }
